@@ -1,0 +1,27 @@
+// OCI distribution error responses: the one place their bodies are made.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace pullgate {
+
+// A request that pullgate answers itself with an OCI error body.
+// `reason` is the stable decision-log token (e.g. "bad_request").
+struct failure {
+    unsigned status = 500;
+    std::string code;     // OCI error code, e.g. "NAME_INVALID"
+    std::string message;  // human-readable, never contains a secret
+    std::string reason;   // decision-log reason token
+};
+
+failure bad_request(std::string code, std::string message);
+failure not_found(std::string code, std::string message, std::string reason);
+failure denied(std::string message, std::string reason);
+failure unsupported(std::string message);
+failure upstream_failure(unsigned status, std::string message, std::string reason);
+
+// {"errors":[{"code":..,"message":..,"detail":{}}]} for `f`.
+std::string oci_error_body(const failure& f);
+
+}  // namespace pullgate

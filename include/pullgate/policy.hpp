@@ -1,0 +1,37 @@
+// Which registries and repositories may be pulled: a pure function of the
+// allowlist, the credential keys, the registry and the repository.
+#pragma once
+
+#include "pullgate/registry_name.hpp"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pullgate {
+
+// An allowlist entry or credential key, with the text the admin wrote.
+struct policy_rule {
+    std::string text;        // as written in the config / credentials file
+    registry_pattern pattern;
+};
+
+struct policy_decision {
+    bool allowed = false;
+    std::string reason;      // "allowlisted" | "has_credentials" | "not_allowlisted"
+    std::string rule;        // the entry or key that allowed it; empty on deny
+    std::string suggestion;  // on deny: the allowlist entry that would allow it
+};
+
+// True when `pattern` covers `registry` and `repository`: same host (a
+// leading "*." matches exactly one DNS label), same port (no port in the
+// pattern means the default port), repository equal to the prefix or below it
+// on a '/' boundary.
+bool matches(const registry_pattern& pattern, const registry_name& registry, std::string_view repository);
+
+// Allowlist entries first, then credential keys (seed rule); first match wins.
+// Default deny.
+policy_decision decide(const std::vector<policy_rule>& allow_list, const std::vector<policy_rule>& credential_keys,
+                       const registry_name& registry, std::string_view repository);
+
+}  // namespace pullgate

@@ -1,0 +1,62 @@
+// The downstream listener: accepts containerd's connections and runs one
+// session coroutine per connection (read a request, hand it to handle_pull,
+// log the decision, repeat while keep-alive). Holds the current runtime
+// snapshot; a reload swaps it atomically, requests in flight keep theirs.
+#pragma once
+
+#include "pullgate/pull_handler.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+
+namespace pullgate {
+
+class server {
+public:
+    // Binds the listen address of `rt`'s config. Throws boost::system::system_error.
+    server(boost::asio::io_context& ioc, std::shared_ptr<const runtime> rt);
+
+    // Starts accepting (spawns the accept loop on the io_context).
+    void start();
+
+    // Replaces the runtime for requests that start from now on.
+    void swap_runtime(std::shared_ptr<const runtime> rt);
+    std::shared_ptr<const runtime> current() const { return rt_.load(); }
+
+    // Stops accepting; closes idle keep-alive connections; returns once every
+    // session ended or `grace` passed (then the remaining ones are cut).
+    boost::asio::awaitable<void> shutdown(std::chrono::steady_clock::duration grace);
+
+    std::size_t open_connections() const { return sessions_.load(); }
+    boost::asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+
+private:
+    using session_strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+    struct session_entry;
+
+    boost::asio::awaitable<void> accept_loop();
+    boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket, session_strand strand);
+
+    boost::asio::io_context& ioc_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    std::atomic<std::shared_ptr<const runtime>> rt_;
+    std::atomic<std::size_t> sessions_{0};
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::uint64_t> next_id_{0};       // request ids
+    std::atomic<std::uint64_t> next_session_{0};  // keys of live_
+    std::mutex live_mutex_;
+    std::map<std::uint64_t, session_entry*> live_;
+    std::uint32_t id_prefix_;
+};
+
+}  // namespace pullgate

@@ -1,0 +1,36 @@
+#include "pullgate/error.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace pullgate {
+
+failure bad_request(std::string code, std::string message) {
+    return {400, std::move(code), std::move(message), "bad_request"};
+}
+
+failure not_found(std::string code, std::string message, std::string reason) {
+    return {404, std::move(code), std::move(message), std::move(reason)};
+}
+
+failure denied(std::string message, std::string reason) {
+    return {403, "DENIED", std::move(message), std::move(reason)};
+}
+
+failure unsupported(std::string message) {
+    return {405, "UNSUPPORTED", std::move(message), "unsupported"};
+}
+
+failure upstream_failure(unsigned status, std::string message, std::string reason) {
+    return {status, "UNAVAILABLE", std::move(message), std::move(reason)};
+}
+
+std::string oci_error_body(const failure& f) {
+    nlohmann::json body = {{"errors",
+                            nlohmann::json::array({{{"code", f.code},
+                                                    {"message", f.message},
+                                                    {"detail", nlohmann::json::object()}}})}};
+    // replace invalid UTF-8 instead of throwing: messages may quote client input
+    return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace pullgate

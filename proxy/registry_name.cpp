@@ -1,0 +1,150 @@
+#include "pullgate/registry_name.hpp"
+
+#include "pullgate/oci_path.hpp"
+
+#include <boost/url/parse.hpp>
+
+#include <algorithm>
+#include <array>
+
+namespace pullgate {
+namespace {
+
+constexpr std::array<std::string_view, 3> docker_hub_aliases = {"docker.io", "index.docker.io",
+                                                                 "registry-1.docker.io"};
+constexpr std::string_view docker_hub = "docker.io";
+constexpr std::string_view docker_hub_endpoint = "registry-1.docker.io";
+
+std::string lowercase(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); });
+    return out;
+}
+
+// A DNS name: labels of [a-z0-9-], 1..63 chars, no hyphen at either end,
+// at most 253 chars, and a last label that is not all digits (so "127.1",
+// "2130706433" or "0x7f.1" can never pass for a name while meaning an address).
+bool is_dns_name(std::string_view host) {
+    if (host.empty() || host.size() > 253) return false;
+    std::size_t start = 0;
+    std::string_view last_label;
+    while (start <= host.size()) {
+        std::size_t dot = host.find('.', start);
+        std::string_view label = host.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+        if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+        for (char c : label)
+            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+        last_label = label;
+        if (dot == std::string_view::npos) break;
+        start = dot + 1;
+    }
+    return !std::all_of(last_label.begin(), last_label.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// An error result. (A bare string would be ambiguous: C++20 aggregates are
+// constructible from their first member.)
+struct error_text {
+    std::string text;
+    template <class T>
+    operator boost::system::result<T, std::string>() && {
+        return boost::system::result<T, std::string>(boost::system::in_place_error, std::move(text));
+    }
+};
+
+}  // namespace
+
+std::string registry_name::key() const {
+    return port == 0 ? host : host + ":" + std::to_string(port);
+}
+
+std::string registry_name::endpoint_host() const {
+    if (host == docker_hub) return std::string(docker_hub_endpoint);
+    if (!host.empty() && host.front() == '[') return host.substr(1, host.size() - 2);
+    return host;
+}
+
+bool registry_name::is_ip_literal() const {
+    if (!host.empty() && host.front() == '[') return true;
+    return !host.empty() && std::all_of(host.begin(), host.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+}
+
+boost::system::result<registry_name, std::string> parse_registry_name(std::string_view text) {
+    if (text.empty()) return error_text{"registry is empty"};
+    if (text.size() > 260) return error_text{"registry name is too long"};
+    auto authority = boost::urls::parse_authority(text);
+    if (!authority) return error_text{"registry must be host or host:port"};
+    if (authority->has_userinfo()) return error_text{"registry must not contain userinfo"};
+
+    registry_name out;
+    switch (authority->host_type()) {
+        case boost::urls::host_type::ipv4:
+            out.host = authority->host_ipv4_address().to_string();
+            break;
+        case boost::urls::host_type::ipv6:
+            out.host = "[" + authority->host_ipv6_address().to_string() + "]";
+            break;
+        case boost::urls::host_type::name: {
+            std::string_view encoded = authority->encoded_host();
+            if (encoded.find('%') != std::string_view::npos) return error_text{"registry host must not be percent-encoded"};
+            out.host = lowercase(encoded);
+            if (!is_dns_name(out.host)) return error_text{"registry host is not a valid DNS name or IP address"};
+            break;
+        }
+        default:
+            return error_text{"registry host is not a valid DNS name or IP address"};
+    }
+    if (authority->has_port()) {
+        std::string_view port = authority->port();
+        if (port.empty() || port.size() > 5) return error_text{"registry port is invalid"};
+        unsigned long value = std::stoul(std::string(port));
+        if (value == 0 || value > 65535) return error_text{"registry port is out of range"};
+        out.port = value == 443 ? 0 : static_cast<std::uint16_t>(value);
+    }
+    if (out.port == 0 &&
+        std::find(docker_hub_aliases.begin(), docker_hub_aliases.end(), out.host) != docker_hub_aliases.end())
+        out.host = std::string(docker_hub);
+    return out;
+}
+
+boost::system::result<registry_pattern, std::string> parse_registry_pattern(std::string_view text,
+                                                                            bool allow_wildcard) {
+    std::string_view rest = text;
+    for (std::string_view scheme : {"https://", "http://"}) {
+        if (rest.size() >= scheme.size() && lowercase(rest.substr(0, scheme.size())) == scheme) {
+            rest.remove_prefix(scheme.size());
+            break;
+        }
+    }
+    auto slash = rest.find('/');
+    std::string_view host_part = rest.substr(0, slash);
+    std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+
+    bool wildcard = host_part.starts_with("*.");
+    if (wildcard && !allow_wildcard) return error_text{"a wildcard is not allowed here"};
+    std::string probe(host_part);
+    if (wildcard) probe.replace(0, 1, "x");  // validate the rest as if the label were concrete
+    auto name = parse_registry_name(probe);
+    if (!name) return error_text{name.error()};
+    if (wildcard && name->is_ip_literal()) return error_text{"a wildcard needs a DNS name"};
+
+    registry_pattern out;
+    out.host = wildcard ? "*" + name->host.substr(1) : name->host;
+    out.port = name->port;
+    // Docker's legacy key https://index.docker.io/v1/ names the registry, not a repository "v1".
+    if (out.host == docker_hub && (path == "v1" || path == "v2")) path = {};
+    if (!path.empty() && !is_valid_repository(path))
+        return error_text{"repository prefix '" + std::string(path) + "' is not a valid repository name"};
+    out.path_prefix = std::string(path);
+    return out;
+}
+
+std::string to_string(const registry_pattern& p) {
+    std::string s = p.host;
+    if (p.port != 0) s += ":" + std::to_string(p.port);
+    if (!p.path_prefix.empty()) s += "/" + p.path_prefix;
+    return s;
+}
+
+}  // namespace pullgate

@@ -1,0 +1,233 @@
+#include "pullgate/server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <spdlog/spdlog.h>
+
+#include <openssl/rand.h>
+
+#include <cstdio>
+
+namespace pullgate {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+std::string peer_of(const tcp::socket& s) {
+    error_code ec;
+    auto ep = s.remote_endpoint(ec);
+    if (ec) return "unknown";
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+}  // namespace
+
+// A session that shutdown must reach. Each session runs on its own strand;
+// the stream and `idle` are only touched there.
+struct server::session_entry {
+    session_strand strand;
+    beast::tcp_stream* stream;
+    bool idle;
+};
+
+server::server(asio::io_context& ioc, std::shared_ptr<const runtime> rt)
+    : ioc_(ioc), acceptor_(asio::make_strand(ioc)), rt_(std::move(rt)) {
+    const auto& l = rt_.load()->cfg->listen;
+    tcp::endpoint ep(asio::ip::make_address(l.host), l.port);
+    acceptor_.open(ep.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(ep);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+    RAND_bytes(reinterpret_cast<unsigned char*>(&id_prefix_), sizeof id_prefix_);
+}
+
+void server::start() {
+    asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
+}
+
+void server::swap_runtime(std::shared_ptr<const runtime> rt) { rt_.store(std::move(rt)); }
+
+asio::awaitable<void> server::accept_loop() {
+    while (!stopping_) {
+        error_code ec;
+        session_strand strand = asio::make_strand(ioc_);
+        tcp::socket socket(strand);
+        co_await acceptor_.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == asio::error::operation_aborted || stopping_) break;
+        if (ec) {
+            // EMFILE and friends: back off instead of spinning.
+            spdlog::warn("accept failed: {}", ec.message());
+            asio::steady_timer t(acceptor_.get_executor(), std::chrono::milliseconds(100));
+            co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            continue;
+        }
+        asio::co_spawn(strand, run_session(std::move(socket), strand), [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                spdlog::error("session ended by an unexpected error: {}", ex.what());
+            }
+        });
+    }
+}
+
+asio::awaitable<void> server::run_session(tcp::socket socket, session_strand strand) {
+    const std::string client = peer_of(socket);
+    socket.set_option(tcp::no_delay(true));
+    beast::tcp_stream stream(std::move(socket));
+    const std::size_t active = ++sessions_;
+    struct counter_guard {
+        std::atomic<std::size_t>& n;
+        ~counter_guard() { --n; }
+    } guard{sessions_};
+
+    session_entry entry{strand, &stream, true};
+    const std::uint64_t key = next_session_++;
+    {
+        std::lock_guard lock(live_mutex_);
+        live_.emplace(key, &entry);
+    }
+    struct registry_guard {
+        server& self;
+        std::uint64_t key;
+        ~registry_guard() {
+            std::lock_guard lock(self.live_mutex_);
+            self.live_.erase(key);
+        }
+    } unregister{*this, key};
+
+    auto rt = rt_.load();
+    if (active > rt->cfg->limits.max_connections) {
+        client_request dummy{http::verb::get, "/", 11};
+        co_await write_error(stream,
+                             upstream_failure(503, "too many connections: limits.maxConnections reached", "overloaded"),
+                             dummy, false, rt->cfg->limits);
+        spdlog::warn("refused a connection from {}: {} open, limits.maxConnections is {}", client, active - 1,
+                     rt->cfg->limits.max_connections);
+        co_return;
+    }
+
+    std::unique_ptr<char[]> relay_buffer;
+    std::size_t relay_buffer_size = 0;
+    beast::flat_buffer buffer;
+    error_code ec;
+
+    while (!stopping_) {
+        rt = rt_.load();  // every request runs on the snapshot current at its start
+        const limits& lim = rt->cfg->limits;
+        buffer.max_size(lim.max_header_bytes + 4096);
+
+        // Idle wait for the first byte of the next request...
+        entry.idle = true;
+        if (buffer.size() == 0) {
+            stream.expires_after(lim.client_idle_timeout);
+            std::size_t n = co_await stream.async_read_some(buffer.prepare(4096),
+                                                            asio::redirect_error(asio::use_awaitable, ec));
+            buffer.commit(n);
+        }
+        entry.idle = false;
+        if (ec || stopping_) break;
+
+        // ...then the whole header within the header timeout (slow clients cannot hold a slot).
+        http::request_parser<http::empty_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
+        parser.body_limit(0);
+        stream.expires_after(lim.client_header_timeout);
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+
+        const auto started_at = std::chrono::system_clock::now();
+        const auto started = std::chrono::steady_clock::now();
+        decision_record rec;
+        rec.ts = started_at;
+        char id[32];
+        std::snprintf(id, sizeof id, "%08x%08llx", id_prefix_, static_cast<unsigned long long>(next_id_++));
+        rec.id = id;
+        rec.client = client;
+
+        bool keep_alive = false;
+        if (ec) {
+            if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::connection_reset ||
+                ec == asio::error::operation_aborted)
+                break;  // the client went away or stalled; nothing to answer
+            rec.method = std::string(parser.get().method_string());
+            failure f = bad_request("UNSUPPORTED", "malformed HTTP request: " + ec.message());
+            rec.decision = "error";
+            rec.reason = f.reason;
+            rec.status = f.status;
+            co_await write_error(stream, f, parser.get(), false, lim);
+        } else {
+            const client_request& req = parser.get();
+            rec.method = std::string(req.method_string());
+            if (!relay_buffer || relay_buffer_size != lim.relay_buffer_bytes) {
+                relay_buffer_size = lim.relay_buffer_bytes;
+                relay_buffer = std::make_unique<char[]>(relay_buffer_size);
+            }
+            request_context ctx{*rt, req, stream, std::span<char>(relay_buffer.get(), relay_buffer_size), client, rec.id};
+            try {
+                keep_alive = co_await handle_pull(ctx, rec);
+            } catch (const std::exception& e) {
+                // A bug, not input: log it, cut this connection, keep the daemon.
+                spdlog::error("[{}] request failed: {}", rec.id, e.what());
+                rec.decision = "error";
+                rec.reason = "internal_error";
+                keep_alive = false;
+            }
+        }
+        rec.duration_ms = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
+        rt->log->write(rec);
+        if (!keep_alive) break;
+    }
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream.close();
+}
+
+asio::awaitable<void> server::shutdown(std::chrono::steady_clock::duration grace) {
+    stopping_ = true;
+    co_await asio::post(acceptor_.get_executor(), asio::use_awaitable);
+    error_code ec;
+    acceptor_.close(ec);
+
+    // Runs the cancellation on each session's strand, looking the session up
+    // again there: it may have ended since (its entry is erased on that strand).
+    auto close_sessions = [this](bool idle_only) {
+        std::lock_guard lock(live_mutex_);
+        for (auto& [key, entry] : live_) {
+            asio::post(entry->strand, [this, key, idle_only] {
+                std::lock_guard lock(live_mutex_);
+                auto it = live_.find(key);
+                if (it != live_.end() && (!idle_only || it->second->idle)) it->second->stream->socket().cancel();
+            });
+        }
+    };
+    close_sessions(true);
+
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (sessions_ > 0 && std::chrono::steady_clock::now() < deadline) {
+        timer.expires_after(std::chrono::milliseconds(50));
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        close_sessions(true);  // sessions that finished a relay and went idle meanwhile
+    }
+    if (sessions_ > 0) {
+        spdlog::warn("shutdown grace period over: cutting {} connection(s)", sessions_.load());
+        close_sessions(false);
+        timer.expires_after(std::chrono::milliseconds(200));
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+}
+
+}  // namespace pullgate

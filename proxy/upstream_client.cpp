@@ -1,0 +1,187 @@
+#include "pullgate/upstream_client.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/url/ipv4_address.hpp>
+#include <boost/url/ipv6_address.hpp>
+#include <openssl/ssl.h>
+
+namespace pullgate {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using boost::system::error_code;
+
+namespace {
+
+constexpr std::size_t max_idle_per_origin = 32;
+
+bool is_ip_literal(const std::string& host) {
+    return boost::urls::parse_ipv4_address(host).has_value() || boost::urls::parse_ipv6_address(host).has_value();
+}
+
+void configure_context(ssl::context& ctx, const registry_transport* t) {
+    ctx.set_verify_mode(ssl::verify_peer);
+    ctx.set_default_verify_paths();
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    if (!t) return;
+    error_code ec;
+    if (!t->ca_file.empty()) {
+        ctx.load_verify_file(t->ca_file, ec);
+        if (ec) throw config_error("caFile " + t->ca_file + ": " + ec.message());
+    }
+    if (!t->client_cert.empty()) {
+        ctx.use_certificate_chain_file(t->client_cert, ec);
+        if (ec) throw config_error("clientCert " + t->client_cert + ": " + ec.message());
+        ctx.use_private_key_file(t->client_key, ssl::context::pem, ec);
+        if (ec) throw config_error("clientKey " + t->client_key + ": " + ec.message());
+    }
+}
+
+// A failure that says the peer closed an idle keep-alive connection before
+// our request reached it: safe to retry a GET/HEAD on a fresh connection.
+bool is_stale_connection_error(const error_code& ec) {
+    return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+           ec == asio::error::broken_pipe || ec == asio::ssl::error::stream_truncated;
+}
+
+}  // namespace
+
+std::string origin::key() const {
+    return std::string(tls ? "https://" : "http://") + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
+           ":" + std::to_string(port);
+}
+
+origin registry_origin(const registry_name& r, const registry_transport* t) {
+    origin o;
+    o.tls = !(t && t->insecure_http);
+    o.host = r.endpoint_host();
+    o.port = r.port != 0 ? r.port : (o.tls ? 443 : 80);
+    return o;
+}
+
+upstream_connection::upstream_connection(asio::any_io_executor ex, ssl::context& ctx, origin o)
+    : stream_(beast::tcp_stream(ex), ctx), origin_(std::move(o)) {}
+
+upstream_client::upstream_client(asio::any_io_executor ex, const config& cfg)
+    : ex_(std::move(ex)), limits_(cfg.limits), default_ctx_(ssl::context::tls_client) {
+    configure_context(default_ctx_, nullptr);
+    for (const auto& [key, transport] : cfg.registries) {
+        auto name = parse_registry_name(key);
+        if (!name) continue;  // validated by parse_config already
+        auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+        configure_context(*ctx, &transport);
+        registry_ctx_.emplace(registry_origin(*name, &transport).key(), std::move(ctx));
+    }
+}
+
+upstream_client::~upstream_client() = default;
+
+ssl::context& upstream_client::context_for(const origin& o) {
+    // A registry's own CA / client certificate applies to its own origin only;
+    // redirect targets (CDNs) are verified against the system CAs.
+    auto it = registry_ctx_.find(o.key());
+    return it == registry_ctx_.end() ? default_ctx_ : *it->second;
+}
+
+std::unique_ptr<upstream_connection> upstream_client::take_idle(const origin& o) {
+    std::lock_guard lock(mutex_);
+    auto it = idle_.find(o.key());
+    if (it == idle_.end()) return nullptr;
+    auto& list = it->second;
+    const auto now = std::chrono::steady_clock::now();
+    while (!list.empty()) {
+        auto c = std::move(list.back());
+        list.pop_back();
+        if (now - c->idle_since < limits_.upstream_idle_timeout) {
+            c->reused = true;
+            return c;
+        }
+    }
+    return nullptr;
+}
+
+void upstream_client::release(std::unique_ptr<upstream_connection> c) {
+    if (!c) return;
+    c->idle_since = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    auto& list = idle_[c->where().key()];
+    if (list.size() >= max_idle_per_origin) list.erase(list.begin());  // drop the oldest
+    list.push_back(std::move(c));
+}
+
+asio::awaitable<std::unique_ptr<upstream_connection>> upstream_client::connect(const origin& o, error_code& ec) {
+    auto conn = std::make_unique<upstream_connection>(ex_, context_for(o), o);
+    auto& tcp = conn->tcp();
+
+    asio::ip::tcp::resolver resolver(ex_);
+    tcp.expires_after(limits_.upstream_connect_timeout);
+    auto endpoints = co_await resolver.async_resolve(o.host, std::to_string(o.port),
+                                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return nullptr;
+    co_await tcp.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return nullptr;
+    tcp.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    ec = {};
+
+    if (o.tls) {
+        SSL* native = conn->stream_.native_handle();
+        // SNI only for DNS names (RFC 6066); the certificate is checked against
+        // the host either way (DNS SAN or IP SAN).
+        if (!is_ip_literal(o.host) && !SSL_set_tlsext_host_name(native, o.host.c_str())) {
+            ec = error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
+            co_return nullptr;
+        }
+        conn->stream_.set_verify_callback(ssl::host_name_verification(o.host));
+        tcp.expires_after(limits_.upstream_connect_timeout);
+        co_await conn->stream_.async_handshake(ssl::stream_base::client,
+                                               asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return nullptr;
+    }
+    co_return conn;
+}
+
+asio::awaitable<upstream_response> upstream_client::exchange(const origin& o, upstream_request& req, bool head,
+                                                             error_code& ec) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        ec = {};
+        upstream_response out;
+        out.connection = attempt == 0 ? take_idle(o) : nullptr;
+        if (!out.connection) {
+            out.connection = co_await connect(o, ec);
+            if (ec) co_return upstream_response{};
+        }
+        auto& conn = *out.connection;
+        const auto started = std::chrono::steady_clock::now();
+        conn.tcp().expires_after(limits_.upstream_stall_timeout);
+        co_await conn.visit([&](auto& s) {
+            return http::async_write(s, req, asio::redirect_error(asio::use_awaitable, ec));
+        });
+        out.parser = std::make_unique<upstream_parser>();
+        out.parser->body_limit(boost::none);  // blobs have no size limit; the relay bounds memory
+        if (head) out.parser->skip(true);      // a HEAD answer has Content-Length but no body
+        if (!ec) {
+            co_await conn.visit([&](auto& s) {
+                return http::async_read_header(s, conn.buffer, *out.parser,
+                                               asio::redirect_error(asio::use_awaitable, ec));
+            });
+        }
+        if (!ec) {
+            out.header_latency = std::chrono::steady_clock::now() - started;
+            co_return out;
+        }
+        // Retry only a reused connection that failed before any response byte.
+        if (!(conn.reused && !out.parser->got_some() && is_stale_connection_error(ec))) co_return upstream_response{};
+    }
+    co_return upstream_response{};
+}
+
+}  // namespace pullgate
