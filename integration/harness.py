@@ -13,9 +13,12 @@ namespace created by :func:`enter_private_netns`.
 from __future__ import annotations
 
 import atexit
+import base64
 import ctypes
 import dataclasses
 import hashlib
+import http.client
+import http.server
 import io
 import json
 import os
@@ -176,12 +179,11 @@ def _die_with_parent() -> None:
 
 
 def run(argv: list, *, check: bool = True, timeout: float = 120,
-        env: Optional[dict] = None, input: Optional[bytes] = None
-        ) -> subprocess.CompletedProcess:
+        env: Optional[dict] = None) -> subprocess.CompletedProcess:
     """Run a command, capture text output; on check failure show the output."""
     cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                        env=env if env is not None else clean_env(),
-                        input=input.decode() if input is not None else None)
+                        stdin=subprocess.DEVNULL,
+                        env=env if env is not None else clean_env())
     if check and cp.returncode != 0:
         raise RuntimeError(f"command failed ({cp.returncode}): {' '.join(map(str, argv))}\n"
                            f"stdout: {cp.stdout[-4000:]}\nstderr: {cp.stderr[-4000:]}")
@@ -192,7 +194,7 @@ def run(argv: list, *, check: bool = True, timeout: float = 120,
 class HttpResponse:
     """Status, headers and body of one HTTP exchange."""
     status: int
-    headers: "http.client.HTTPMessage"  # noqa: F821
+    headers: http.client.HTTPMessage
     body: bytes
 
     def json(self):
@@ -585,7 +587,6 @@ class Registry(Service):
         """Basic Authorization header for this registry's htpasswd user, if any."""
         if not self.credentials:
             return {}
-        import base64
         token = base64.b64encode(":".join(self.credentials).encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
@@ -609,7 +610,7 @@ class RandomBytes:
 
 
 LayerFile = Union[bytes, RandomBytes]
-LayerSpec = Union[LayerFile, dict]
+LayerSpec = Union[LayerFile, dict]  # dict: path -> LayerFile | (LayerFile, mode)
 
 
 class _RandomReader:
@@ -687,8 +688,8 @@ def _write_blob(blobs_dir: str, data: bytes) -> tuple[str, int]:
 
 
 def _write_layer_tar(blobs_dir: str, files: dict) -> tuple[str, int]:
-    """Write an uncompressed tar of ``files`` (path -> bytes|RandomBytes) as a
-    blob, streaming; returns (digest, size)."""
+    """Write an uncompressed tar of ``files`` (path -> bytes | RandomBytes |
+    (content, mode)) as a blob, streaming; returns (digest, size)."""
     tmp = os.path.join(blobs_dir, f".tmp-{os.getpid()}-{time.monotonic_ns()}")
     with open(tmp, "wb") as raw:
         hw = _HashingWriter(raw)
@@ -704,8 +705,11 @@ def _write_layer_tar(blobs_dir: str, files: dict) -> tuple[str, int]:
                         ti = tarfile.TarInfo(d)
                         ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, 0
                         tar.addfile(ti)
+                mode = 0o644
+                if isinstance(content, tuple):
+                    content, mode = content
                 ti = tarfile.TarInfo(path.strip("/"))
-                ti.mode, ti.mtime = 0o644, 0
+                ti.mode, ti.mtime = mode, 0
                 if isinstance(content, RandomBytes):
                     ti.size = content.size
                     tar.addfile(ti, _RandomReader(content.size))
@@ -721,7 +725,8 @@ def build_oci_layout(layout_dir: str, layers: list[LayerSpec], tag: str) -> Imag
     """Write an OCI image layout with uncompressed tar layers.
 
     Each element of ``layers`` is one layer: ``bytes`` or ``RandomBytes(n)``
-    (a single file ``data/layer-<i>.bin``), or a dict path -> content.
+    (a single file ``data/layer-<i>.bin``), or a dict path -> content, where
+    content may also be ``(content, mode)``, e.g. ``(elf_bytes, 0o755)``.
     Layers are streamed to disk (a 64 MiB RandomBytes layer never sits in
     memory). Returns the descriptors; the manifest is tagged ``tag`` in
     index.json (``org.opencontainers.image.ref.name``).
@@ -1167,7 +1172,6 @@ class StubMirror:
 
     def __init__(self, status: int = 403, code: str = "DENIED",
                  message: str = "stub mirror denies everything") -> None:
-        import http.server
         self.requests: list[tuple[str, str, dict]] = []
         stub = self
         body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import resource
-import signal
 import ssl
 import subprocess
 import sys
@@ -268,6 +267,28 @@ class T08Containerd(unittest.TestCase):
         self.assertEqual(plugins.get(f"io.containerd.snapshotter.v1.{E['ctrd'].snapshotter}"),
                          "ok")
         print(f"\n  snapshotter: {E['ctrd'].snapshotter}", end=" ")
+
+    def test_runc_runs_a_container_inside_the_netns(self):
+        """runc still finds the cgroup mounts (only the netns was changed)."""
+        files = {}
+        for path in ("/usr/bin/true", "/lib/x86_64-linux-gnu/libc.so.6",
+                     "/lib64/ld-linux-x86-64.so.2"):
+            with open(os.path.realpath(path), "rb") as f:
+                files[path.lstrip("/")] = (f.read(), 0o755)
+        info = h.build_oci_layout(os.path.join(E["layouts"], "true"), [files], "v1")
+        reg, ctrd = E["reg_a"], E["ctrd"]
+        h.push_layout(info.layout_dir, reg, "pg/true", "v1")
+        hd = hosts_dir()
+        h.write_direct_hosts(hd, reg)
+        ref = f"{reg.host}/pg/true:v1"
+        cp = ctrd.pull(ref, hd)
+        self.assertEqual(cp.returncode, 0, cp.stderr[-2000:])
+        cp = ctrd.ctr("run", "--rm", "--snapshotter", ctrd.snapshotter, ref, "selftest-true",
+                      "/usr/bin/true", check=False, timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr[-2000:])
+        cp = ctrd.ctr("run", "--rm", "--snapshotter", ctrd.snapshotter, ref, "selftest-false",
+                      "/no/such/binary", check=False, timeout=60)
+        self.assertNotEqual(cp.returncode, 0)
 
 
 CHILD = r"""

@@ -270,6 +270,38 @@ class D_DirectHttp(PullgateTest):
         self.assertEqual(r.body, b"")
 
 
+class E_ContainerdHostsCommand(PullgateTest):
+    def test_e_generated_hosts_toml_routes_everything_through_pullgate(self):
+        """`pullgate containerd-hosts` writes the no-bypass file, and containerd
+        using it pulls A through pullgate and never reaches B."""
+        reg_a, reg_b, pg, ctrd = E["reg_a"], E["reg_b"], E["pg"], E["ctrd"]
+        hosts = h.make_tempdir("pgit-hosts-generated-")
+        h.run([PULLGATE_BINARY, "containerd-hosts", "--dir", hosts, "--mirror", pg.url])
+        ours = h.write_no_bypass_hosts(h.make_tempdir("pgit-hosts-ref-"), pg.url)
+
+        def significant(path):
+            with open(path) as f:
+                return [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        generated = os.path.join(hosts, "_default", "hosts.toml")
+        self.assertEqual(significant(generated), significant(ours))
+        self.assertEqual(os.listdir(hosts), ["_default"])
+
+        img = push_image(reg_a, "pg/viahosts", [b"pulled with the generated hosts.toml\n"])
+        ref = f"{reg_a.host}/pg/viahosts:v1"
+        since = len(pg.decisions())
+        cp = ctrd.pull(ref, hosts)
+        self.assertEqual(cp.returncode, 0, ctr_output(cp) + diagnostics())
+        self.assertEqual(ctrd.image_digest(ref), img.manifest_digest)
+        pg.wait_decisions(lambda _: self.lines_for(since, reg_a.host, "pg/viahosts"),
+                          what="decision lines for pg/viahosts")
+
+        req_before, conn_before = len(reg_b.requests()), reg_b.connection_count()
+        cp = ctrd.pull(f"{reg_b.host}/pg/secret:v1", hosts)
+        self.assertNotEqual(cp.returncode, 0)
+        self.assertEqual(reg_b.requests()[req_before:], [])
+        self.assertEqual(reg_b.connection_count(), conn_before)
+
+
 def main() -> int:
     global PULLGATE_BINARY
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
