@@ -190,17 +190,25 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     rec.rule = decision.rule;
 
     // The upstream request: only what a registry needs; never the client's Authorization.
+    const registry_transport* transport = cfg.transport_for(registry);
+    const origin registry_at = registry_origin(registry, transport);
+    origin where = registry_at;
     upstream_request up_req{req.method(), upstream_target(r), 11};
-    origin where = registry_origin(registry, cfg.transport_for(registry));
     up_req.set(http::field::host, host_header(where));
     up_req.set(http::field::user_agent, user_agent);
     for (auto f : {http::field::accept, http::field::range, http::field::if_none_match, http::field::if_range})
         for (auto [it, end] = req.equal_range(f); it != end; ++it) up_req.insert(f, it->value());
     up_req.keep_alive(true);
 
+    const auth_target auth{registry, r.repository, ctx.rt.credentials->lookup(registry, r.repository),
+                           transport && transport->insecure_http};
+    if (auth.cred) rec.credential = auth.cred->key;
+    if (auto preset = ctx.rt.auth->preset(auth); !preset.empty()) up_req.set(http::field::authorization, preset);
+
     upstream_response up;
     error_code ec;
-    for (unsigned hop = 0;; ++hop) {
+    bool challenged = false;
+    for (unsigned hop = 0;;) {
         up = co_await ctx.rt.upstream->exchange(where, up_req, head, ec);
         if (ec) {
             spdlog::warn("[{}] upstream {} unreachable: {}", ctx.id, where.key(), ec.message());
@@ -211,10 +219,25 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
         }
         const unsigned status = up.parser->get().result_int();
         rec.upstream_status = status;
+        if (status == 401 && !challenged && where == registry_at) {
+            // Authenticate as the registry asks, then retry once.
+            challenged = true;
+            auto answer = co_await ctx.rt.auth->answer(auth, up.parser->get());
+            up.connection.reset();  // the 401 body is not needed
+            if (!answer) {
+                const auth_failure& f = answer.error();
+                spdlog::warn("[{}] {}", ctx.id, f.message);
+                co_return co_await refuse(f.status == 403 ? denied(f.message, f.reason)
+                                                          : upstream_failure(f.status, f.message, f.reason),
+                                          "error");
+            }
+            up_req.set(http::field::authorization, *answer);
+            continue;
+        }
         if (!is_redirect(status) || r.kind != request_kind::blob) break;
         auto location = up.parser->get()[http::field::location];
         auto next = redirect_target(where, up_req.target(), location);
-        if (!next || hop + 1 > lim.max_redirects) {
+        if (!next || ++hop > lim.max_redirects) {
             co_return co_await refuse(upstream_failure(502,
                                                        next ? "upstream registry " + registry.key() +
                                                                   " redirected too many times"
@@ -225,7 +248,8 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
         }
         // The redirect body is not needed; the connection is not reused.
         up.connection.reset();
-        if (!(next->first == where)) up_req.erase(http::field::authorization);  // presigned URLs reject it
+        // Credentials go to the registry's origin only (presigned URLs reject them anyway).
+        if (!(next->first == where)) up_req.erase(http::field::authorization);
         where = std::move(next->first);
         up_req.target(next->second);
         up_req.set(http::field::host, host_header(where));
@@ -233,12 +257,14 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
 
     const unsigned up_status = up.parser->get().result_int();
     if (up_status == 401 || up_status == 403) {
-        // No credentials path reached the upstream's satisfaction; never pass
-        // WWW-Authenticate on (containerd would go around pullgate for a token).
-        co_return co_await refuse(denied("upstream rejected the request for " + registry.key() + "/" + r.repository +
-                                             " (" + std::to_string(up_status) + ")",
-                                         "upstream_auth_failed"),
-                                  "error");
+        // pullgate's own attempt was refused. Never pass WWW-Authenticate on:
+        // containerd would fetch a token itself, around pullgate.
+        const std::string message = "upstream " + registry.key() + " rejected " +
+                                    (auth.cred ? "the stored credentials (" + auth.cred->key + ")"
+                                               : std::string("anonymous access")) +
+                                    " for " + r.repository + " (" + std::to_string(up_status) + ")";
+        spdlog::warn("[{}] {}", ctx.id, message);
+        co_return co_await refuse(denied(message, "upstream_auth_failed"), "error");
     }
 
     // Verify what is addressed by digest and fetched whole.

@@ -184,4 +184,26 @@ asio::awaitable<upstream_response> upstream_client::exchange(const origin& o, up
     co_return upstream_response{};
 }
 
+asio::awaitable<void> upstream_client::read_body(upstream_response& res, std::string& out, std::size_t max,
+                                                error_code& ec) {
+    auto& parser = *res.parser;
+    auto& conn = *res.connection;
+    char chunk[8192];
+    while (!parser.is_done()) {
+        parser.get().body().data = chunk;
+        parser.get().body().size = sizeof chunk;
+        conn.tcp().expires_after(limits_.upstream_stall_timeout);
+        co_await conn.visit([&](auto& s) {
+            return http::async_read(s, conn.buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+        });
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) co_return;
+        out.append(chunk, sizeof chunk - parser.get().body().size);
+        if (out.size() > max) {
+            ec = http::error::body_limit;
+            co_return;
+        }
+    }
+}
+
 }  // namespace pullgate

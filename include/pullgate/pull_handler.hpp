@@ -4,8 +4,10 @@
 #pragma once
 
 #include "pullgate/config.hpp"
+#include "pullgate/credentials.hpp"
 #include "pullgate/decision_log.hpp"
 #include "pullgate/policy.hpp"
+#include "pullgate/upstream_auth.hpp"
 #include "pullgate/upstream_client.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -24,8 +26,10 @@ namespace pullgate {
 // once built; requests in flight keep their snapshot alive.
 struct runtime {
     std::shared_ptr<const config> cfg;
-    std::unique_ptr<upstream_client> upstream;
+    std::shared_ptr<const credential_store> credentials;
     std::vector<policy_rule> credential_keys;  // seed rule: registries with stored credentials
+    std::unique_ptr<upstream_client> upstream;
+    std::unique_ptr<upstream_auth> auth;       // shares the token cache across reloads
     std::shared_ptr<decision_log> log;
 };
 

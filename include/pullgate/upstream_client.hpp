@@ -14,7 +14,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -64,7 +64,7 @@ private:
     origin origin_;
 };
 
-using upstream_request = boost::beast::http::request<boost::beast::http::empty_body>;
+using upstream_request = boost::beast::http::request<boost::beast::http::string_body>;
 using upstream_parser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
 
 // An upstream response whose header has been read; the body is still on the wire.
@@ -86,6 +86,11 @@ public:
     // on a fresh connection. Sets `ec` on failure (connect, TLS, timeout).
     boost::asio::awaitable<upstream_response> exchange(const origin& o, upstream_request& req, bool head,
                                                        boost::system::error_code& ec);
+
+    // Reads the rest of a small response body (token answers, error bodies)
+    // into `out`; fails with http::error::body_limit past `max` bytes.
+    boost::asio::awaitable<void> read_body(upstream_response& res, std::string& out, std::size_t max,
+                                           boost::system::error_code& ec);
 
     // Returns a connection whose response was read completely and that may be
     // kept alive. Anything else is just destroyed (closed).

@@ -1,0 +1,123 @@
+#include "pullgate/credentials.hpp"
+
+#include "pullgate/digest.hpp"
+
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace pullgate {
+namespace {
+
+// Standard base64 (with or without padding, as docker writes it), via OpenSSL EVP.
+std::optional<std::string> decode_base64(std::string_view in) {
+    std::string padded(in);
+    while (padded.size() % 4 != 0) padded += '=';
+    std::string out(padded.size() / 4 * 3, '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(padded.data()), static_cast<int>(padded.size()));
+    if (n < 0) return std::nullopt;
+    // EVP_DecodeBlock counts padding as zero bytes; drop them.
+    std::size_t pad = 0;
+    for (auto it = padded.rbegin(); it != padded.rend() && *it == '='; ++it) ++pad;
+    out.resize(static_cast<std::size_t>(n) - std::min<std::size_t>(pad, 2));
+    return out;
+}
+
+std::string string_field(const nlohmann::json& entry, const char* name, const std::string& where) {
+    auto it = entry.find(name);
+    if (it == entry.end() || it->is_null()) return {};
+    if (!it->is_string()) throw config_error(where + "." + name + ": expected a string");
+    return it->get<std::string>();
+}
+
+}  // namespace
+
+credential_store::credential_store(std::vector<credential> entries) : entries_(std::move(entries)) {}
+
+const credential* credential_store::lookup(const registry_name& registry, std::string_view repository) const {
+    const credential* best = nullptr;
+    for (const auto& c : entries_) {
+        if (!matches(c.pattern, registry, repository)) continue;
+        if (!best || c.pattern.path_prefix.size() > best->pattern.path_prefix.size()) best = &c;
+    }
+    return best;
+}
+
+std::vector<policy_rule> credential_store::keys() const {
+    std::vector<policy_rule> out;
+    out.reserve(entries_.size());
+    for (const auto& c : entries_) out.push_back({c.key, c.pattern});
+    return out;
+}
+
+credential_store parse_credentials(std::string_view json_text, std::string_view source) {
+    const std::string src = source.empty() ? "<credentials>" : std::string(source);
+    nlohmann::json doc;
+    try {
+        doc = nlohmann::json::parse(json_text);
+    } catch (const nlohmann::json::parse_error& e) {
+        // e.byte says where; the text around it may be a secret, so it is not quoted.
+        throw config_error(src + ": invalid JSON at byte " + std::to_string(e.byte));
+    }
+    if (!doc.is_object()) throw config_error(src + ": expected a JSON object with \"auths\"");
+    std::vector<credential> entries;
+    auto auths = doc.find("auths");
+    if (auths == doc.end() || auths->is_null()) return credential_store(std::move(entries));
+    if (!auths->is_object()) throw config_error(src + ": auths: expected an object");
+    for (const auto& [key, entry] : auths->items()) {
+        const std::string where = src + ": auths.\"" + key + "\"";
+        auto pattern = parse_registry_pattern(key, /*allow_wildcard=*/false);
+        if (!pattern) throw config_error(where + ": " + pattern.error());
+        if (!entry.is_object()) throw config_error(where + ": expected an object");
+        credential c;
+        c.key = key;
+        c.pattern = *pattern;
+        c.username = string_field(entry, "username", where);
+        c.password = string_field(entry, "password", where);
+        c.identity_token = string_field(entry, "identitytoken", where);
+        c.registry_token = string_field(entry, "registrytoken", where);
+        if (auto auth = string_field(entry, "auth", where); !auth.empty()) {
+            auto decoded = decode_base64(auth);
+            if (!decoded) throw config_error(where + ".auth: not valid base64");
+            auto colon = decoded->find(':');
+            if (colon == std::string::npos) throw config_error(where + ".auth: expected base64 of user:password");
+            c.username = decoded->substr(0, colon);
+            c.password = decoded->substr(colon + 1);
+        }
+        if (!c.has_basic() && c.identity_token.empty() && c.registry_token.empty())
+            throw config_error(where + ": no auth, username/password, identitytoken or registrytoken");
+        c.fingerprint = sha256_digest(c.username + '\0' + c.password + '\0' + c.identity_token + '\0' +
+                                      c.registry_token).substr(7, 12);
+        entries.push_back(std::move(c));
+    }
+    credential_store store(std::move(entries));
+    store.source = std::string(source);
+    return store;
+}
+
+std::optional<std::string> credentials_path(const config& cfg) {
+    if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY")) {
+        std::filesystem::path p = std::filesystem::path(dir) / "docker-config.json";
+        std::error_code ec;
+        if (std::filesystem::exists(p, ec)) return p.string();
+    }
+    if (!cfg.credentials_file.empty()) return cfg.credentials_file;
+    return std::nullopt;
+}
+
+credential_store load_credentials(const config& cfg) {
+    auto path = credentials_path(cfg);
+    if (!path) return {};
+    std::ifstream in(*path, std::ios::binary);
+    if (!in) throw config_error(*path + ": cannot read the credentials file (credentialsFile)");
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    return parse_credentials(buf.str(), *path);
+}
+
+}  // namespace pullgate
