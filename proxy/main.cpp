@@ -1,20 +1,26 @@
 // pullgate: command line and daemon wiring only.
+#include "pullgate/admin_server.hpp"
+#include "pullgate/commands.hpp"
 #include "pullgate/config.hpp"
-#include "pullgate/containerd_hosts.hpp"
+#include "pullgate/metrics.hpp"
 #include "pullgate/runtime.hpp"
 #include "pullgate/server.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -29,38 +35,39 @@ using namespace pullgate;
 
 namespace {
 
-constexpr const char* default_config_path = "/etc/pullgate/config.yaml";
-
 constexpr const char* usage_text =
     "usage:\n"
     "  pullgate serve [--config FILE]                     run the mirror (foreground; systemd runs this)\n"
-    "  pullgate check-config [--config FILE]              validate the config, print a summary, exit 0/1\n"
+    "  pullgate check-config [--config FILE]              validate config and credentials, print a summary\n"
+    "  pullgate explain [--config FILE] IMAGE-REF         would this pull be allowed? by which rule?\n"
+    "                                                     (exit 0 allow, 1 deny)\n"
     "  pullgate containerd-hosts --dir DIR [--mirror URL] write DIR/_default/hosts.toml routing every registry\n"
-    "                                                     through pullgate\n"
+    "                                                     through pullgate, with no way around it\n"
     "  pullgate --version | --help\n"
     "\n"
     "FILE defaults to /etc/pullgate/config.yaml; URL defaults to http://<listen> from the config.\n";
 
 struct args {
     std::string command;
-    std::string config = default_config_path;
+    std::string config = "/etc/pullgate/config.yaml";
     std::string dir;
     std::string mirror;
+    std::vector<std::string> positional;
 };
 
-// Parses argv; prints usage and exits 2 on anything unknown.
+[[noreturn]] void usage_error(const std::string& msg) {
+    std::cerr << "pullgate: " << msg << "\n\n" << usage_text;
+    std::exit(2);
+}
+
 args parse_args(int argc, char** argv) {
     args a;
     std::vector<std::string> v(argv + 1, argv + argc);
-    auto fail = [](const std::string& msg) {
-        std::cerr << "pullgate: " << msg << "\n\n" << usage_text;
-        std::exit(2);
-    };
-    if (v.empty()) fail("no command given");
+    if (v.empty()) usage_error("no command given");
     for (std::size_t i = 0; i < v.size(); ++i) {
         const std::string& s = v[i];
         auto value = [&]() -> std::string {
-            if (i + 1 >= v.size()) fail(s + " needs a value");
+            if (i + 1 >= v.size()) usage_error(s + " needs a value");
             return v[++i];
         };
         if (s == "--help" || s == "-h") {
@@ -75,51 +82,79 @@ args parse_args(int argc, char** argv) {
             a.dir = value();
         } else if (s == "--mirror") {
             a.mirror = value();
-        } else if (a.command.empty() && !s.starts_with("-")) {
+        } else if (s.starts_with("-")) {
+            usage_error("unknown option '" + s + "'");
+        } else if (a.command.empty()) {
             a.command = s;
         } else {
-            fail("unexpected argument '" + s + "'");
+            a.positional.push_back(s);
         }
     }
+    const std::size_t want = a.command == "explain" ? 1 : 0;
+    if (a.positional.size() != want)
+        usage_error(want ? "explain needs exactly one IMAGE-REF" : "unexpected argument '" + a.positional[0] + "'");
     return a;
 }
 
 void setup_diagnostics() {
     auto logger = spdlog::stderr_color_mt("pullgate");
-    // Under journald the timestamp and priority come from the journal.
+    // Under journald the timestamp comes from the journal; <N> is the syslog priority.
     if (std::getenv("JOURNAL_STREAM")) logger->set_pattern("<%l> %v");
     else logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     spdlog::set_default_logger(logger);
     spdlog::set_level(spdlog::level::info);
 }
 
-// Handles SIGHUP (reload) and SIGTERM/SIGINT (graceful stop) until stopped.
-asio::awaitable<void> handle_signals(asio::io_context& ioc, server& srv, std::string config_path) {
+void notify_reloading() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const unsigned long long usec = static_cast<unsigned long long>(ts.tv_sec) * 1000000ULL + ts.tv_nsec / 1000;
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", usec);
+}
+
+// SIGHUP: reload; SIGTERM/SIGINT: graceful stop. Runs until stopped.
+asio::awaitable<void> handle_signals(asio::io_context& ioc, server& srv, admin_server* admin, metrics& stats,
+                                     std::atomic<bool>& ready, std::string config_path) {
     asio::signal_set signals(ioc, SIGHUP, SIGTERM, SIGINT);
     while (true) {
         int sig = co_await signals.async_wait(asio::use_awaitable);
         if (sig == SIGHUP) {
-            sd_notify(0, "RELOADING=1");
+            notify_reloading();
             try {
                 auto previous = srv.current();
-                srv.swap_runtime(make_runtime(load_config(config_path), ioc.get_executor(), previous.get()));
+                srv.swap_runtime(make_runtime(load_config(config_path), ioc.get_executor(), previous.get(), stats));
+                stats.count_reload(true);
                 spdlog::info("reloaded {}", config_path);
             } catch (const std::exception& e) {
-                spdlog::error("reload failed, keeping the previous configuration: {}", e.what());
+                stats.count_reload(false);
+                spdlog::error("reload failed, the previous configuration stays in force: {}", e.what());
             }
             sd_notify(0, "READY=1");
             continue;
         }
+        ready = false;
         sd_notify(0, "STOPPING=1");
         const auto grace = srv.current()->cfg->limits.shutdown_grace;
-        spdlog::info("stopping: finishing requests in flight (at most {}s)", grace.count());
+        spdlog::info("stopping: requests in flight get at most {}s", grace.count());
         co_await srv.shutdown(grace);
+        if (admin) admin->stop();
         ioc.stop();
         co_return;
     }
 }
 
-int run_serve(const args& a) {
+// Pings systemd's watchdog from the io_context: a wedged event loop stops the pings.
+asio::awaitable<void> feed_watchdog(std::chrono::microseconds interval) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (true) {
+        sd_notify(0, "WATCHDOG=1");
+        timer.expires_after(interval / 2);
+        boost::system::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+}
+
+int serve(const args& a) {
     config cfg;
     try {
         cfg = load_config(a.config);
@@ -129,17 +164,34 @@ int run_serve(const args& a) {
     }
     const unsigned threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
     asio::io_context ioc(static_cast<int>(threads));
+    metrics stats;
+    std::atomic<bool> ready{false};
     std::unique_ptr<server> srv;
+    std::unique_ptr<admin_server> admin;
     try {
-        srv = std::make_unique<server>(ioc, make_runtime(std::move(cfg), ioc.get_executor(), nullptr));
+        srv = std::make_unique<server>(ioc, make_runtime(std::move(cfg), ioc.get_executor(), nullptr, stats));
+        const auto& c = *srv->current()->cfg;
+        if (c.admin_listen) {
+            admin_server::hooks hooks{
+                [&] { return ready.load(); },
+                [&] { return stats.render(srv->current()->auth->shared_cache()->hits(), PULLGATE_VERSION); }};
+            admin = std::make_unique<admin_server>(ioc, *c.admin_listen, std::move(hooks));
+        }
     } catch (const std::exception& e) {
         spdlog::critical("cannot start: {}", e.what());
         return 1;
     }
     srv->start();
-    asio::co_spawn(ioc, handle_signals(ioc, *srv, a.config), asio::detached);
-    spdlog::info("pullgate {} listening on {} with {} threads", PULLGATE_VERSION, srv->current()->cfg->listen.text,
-                 threads);
+    if (admin) admin->start();
+    asio::co_spawn(ioc, handle_signals(ioc, *srv, admin.get(), stats, ready, a.config), asio::detached);
+    if (std::uint64_t usec = 0; sd_watchdog_enabled(0, &usec) > 0)
+        asio::co_spawn(ioc, feed_watchdog(std::chrono::microseconds(usec)), asio::detached);
+
+    const auto& c = *srv->current()->cfg;
+    spdlog::info("pullgate {} listening on {}{} with {} threads; {} allowlist entries, {} credential keys",
+                 PULLGATE_VERSION, c.listen.text, c.admin_listen ? ", admin on " + c.admin_listen->text : "", threads,
+                 c.allow_list.size(), srv->current()->credential_keys.size());
+    ready = true;
     sd_notify(0, "READY=1");
 
     std::vector<std::thread> pool;
@@ -150,59 +202,17 @@ int run_serve(const args& a) {
     return 0;
 }
 
-int run_check_config(const args& a) {
-    try {
-        config cfg = load_config(a.config);
-        std::cout << "config " << a.config << ": ok\n";
-        std::cout << "listen: " << cfg.listen.text << "\n";
-        std::cout << "allowlist (containerRegistry.privateBaseImageAllowList):";
-        if (cfg.allow_list.empty()) std::cout << " (empty: only registries with credentials are allowed)";
-        std::cout << "\n";
-        for (const auto& r : cfg.allow_list) std::cout << "  " << r.text << "\n";
-        std::cout << "decision log: " << cfg.decision_log_path << "\n";
-        return 0;
-    } catch (const config_error& e) {
-        std::cerr << e.what() << "\n";
-        return 1;
-    }
-}
-
-int run_containerd_hosts(const args& a) {
-    if (a.dir.empty()) {
-        std::cerr << "pullgate: containerd-hosts needs --dir DIR\n";
-        return 2;
-    }
-    std::string mirror = a.mirror;
-    if (mirror.empty()) {
-        try {
-            mirror = "http://" + load_config(a.config).listen.text;
-        } catch (const config_error& e) {
-            std::cerr << e.what() << "\n(give --mirror URL to write hosts.toml without a config)\n";
-            return 1;
-        }
-    }
-    try {
-        auto shadowing = write_no_bypass_hosts(a.dir, mirror);
-        std::cout << "wrote " << a.dir << "/_default/hosts.toml (mirror " << mirror << ")\n";
-        for (const auto& d : shadowing)
-            std::cerr << "warning: " << d
-                      << " exists: containerd uses it instead of _default for that registry, bypassing pullgate\n";
-        return 0;
-    } catch (const std::exception& e) {
-        std::cerr << "pullgate: " << e.what() << "\n";
-        return 1;
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     const args a = parse_args(argc, argv);
-    setup_diagnostics();
     std::signal(SIGPIPE, SIG_IGN);
-    if (a.command == "serve") return run_serve(a);
-    if (a.command == "check-config") return run_check_config(a);
-    if (a.command == "containerd-hosts") return run_containerd_hosts(a);
-    std::cerr << "pullgate: unknown command '" << a.command << "'\n\n" << usage_text;
-    return 2;
+    if (a.command == "serve") {
+        setup_diagnostics();
+        return serve(a);
+    }
+    if (a.command == "check-config") return check_config(a.config, std::cout, std::cerr);
+    if (a.command == "explain") return explain(a.config, a.positional[0], std::cout, std::cerr);
+    if (a.command == "containerd-hosts") return containerd_hosts(a.config, a.dir, a.mirror, std::cout, std::cerr);
+    usage_error("unknown command '" + a.command + "'");
 }

@@ -17,11 +17,16 @@ bool repository_matches(std::string_view prefix, std::string_view repository) {
     return repository.size() == prefix.size() || repository[prefix.size()] == '/';
 }
 
-const policy_rule* first_match(const std::vector<policy_rule>& rules, const registry_name& registry,
-                               std::string_view repository) {
+// The matching rule with the longest repository prefix (the most specific;
+// the same rule credential lookup picks), the first of equals.
+const policy_rule* best_match(const std::vector<policy_rule>& rules, const registry_name& registry,
+                              std::string_view repository) {
+    const policy_rule* best = nullptr;
     for (const auto& r : rules)
-        if (matches(r.pattern, registry, repository)) return &r;
-    return nullptr;
+        if (matches(r.pattern, registry, repository) &&
+            (!best || r.pattern.path_prefix.size() > best->pattern.path_prefix.size()))
+            best = &r;
+    return best;
 }
 
 }  // namespace
@@ -33,9 +38,9 @@ bool matches(const registry_pattern& pattern, const registry_name& registry, std
 
 policy_decision decide(const std::vector<policy_rule>& allow_list, const std::vector<policy_rule>& credential_keys,
                        const registry_name& registry, std::string_view repository) {
-    if (const auto* r = first_match(allow_list, registry, repository))
+    if (const auto* r = best_match(allow_list, registry, repository))
         return {true, "allowlisted", r->text, {}};
-    if (const auto* r = first_match(credential_keys, registry, repository))
+    if (const auto* r = best_match(credential_keys, registry, repository))
         return {true, "has_credentials", r->text, {}};
     return {false, "not_allowlisted", {}, registry.key()};
 }

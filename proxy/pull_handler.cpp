@@ -4,6 +4,7 @@
 #include "pullgate/oci_path.hpp"
 #include "pullgate/relay.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/serializer.hpp>
@@ -11,7 +12,6 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
-#include <spdlog/spdlog.h>
 
 #include <optional>
 
@@ -55,9 +55,12 @@ std::optional<std::pair<origin, std::string>> redirect_target(const origin& from
     boost::urls::url dest;
     if (!boost::urls::resolve(base, *ref, dest)) return std::nullopt;
     origin o;
-    if (dest.scheme_id() == boost::urls::scheme::https) o.tls = true;
-    else if (dest.scheme_id() == boost::urls::scheme::http) o.tls = false;
-    else return std::nullopt;
+    if (dest.scheme_id() == boost::urls::scheme::https)
+        o.tls = true;
+    else if (dest.scheme_id() == boost::urls::scheme::http)
+        o.tls = false;
+    else
+        return std::nullopt;
     if (from.tls && !o.tls) return std::nullopt;
     o.host = dest.host_address();
     if (o.host.empty()) return std::nullopt;
@@ -71,11 +74,21 @@ std::optional<std::pair<origin, std::string>> redirect_target(const origin& from
 std::string upstream_target(const oci_request& r) {
     std::string t = "/v2/" + r.repository;
     switch (r.kind) {
-        case request_kind::manifest: t += "/manifests/" + r.reference; break;
-        case request_kind::blob: t += "/blobs/" + r.reference; break;
-        case request_kind::tags: t += "/tags/list"; break;
-        case request_kind::referrers: t += "/referrers/" + r.reference; break;
-        case request_kind::ping: t = "/v2/"; break;
+        case request_kind::manifest:
+            t += "/manifests/" + r.reference;
+            break;
+        case request_kind::blob:
+            t += "/blobs/" + r.reference;
+            break;
+        case request_kind::tags:
+            t += "/tags/list";
+            break;
+        case request_kind::referrers:
+            t += "/referrers/" + r.reference;
+            break;
+        case request_kind::ping:
+            t = "/v2/";
+            break;
     }
     if (!r.upstream_query.empty()) t += "?" + r.upstream_query;
     return t;
@@ -96,8 +109,8 @@ void set_failure(decision_record& rec, const failure& f, std::string decision) {
 
 }  // namespace
 
-asio::awaitable<bool> write_error(beast::tcp_stream& down, const failure& f, const client_request& req,
-                                  bool keep_alive, const limits& lim) {
+asio::awaitable<bool> write_error(beast::tcp_stream& down, const failure& f, const client_request& req, bool keep_alive,
+                                  const limits& lim) {
     http::response<http::string_body> res{static_cast<http::status>(f.status), req.version()};
     res.set(http::field::content_type, "application/json");
     res.set("Docker-Distribution-API-Version", "registry/2.0");
@@ -121,20 +134,26 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     const client_request& req = ctx.req;
     const bool keep_alive = req.keep_alive();
 
-    auto refuse = [&](const failure& f, std::string decision) -> asio::awaitable<bool> {
+    // Arguments by value, and every call site passes a named failure: GCC 12
+    // destroys temporaries of a ?: inside a co_await expression twice.
+    auto refuse = [&](failure f, std::string decision) -> asio::awaitable<bool> {
         set_failure(rec, f, std::move(decision));
-        bool ok = co_await write_error(ctx.down, f, req, keep_alive, lim);
-        co_return ok && keep_alive;
+        const bool written = co_await write_error(ctx.down, f, req, keep_alive, lim);
+        co_return written && keep_alive;
     };
 
     const bool head = req.method() == http::verb::head;
-    if (req.method() != http::verb::get && !head)
-        co_return co_await refuse(unsupported("pullgate serves pulls only: " + std::string(req.method_string()) +
-                                              " is not supported"),
-                                  "deny");
+    if (req.method() != http::verb::get && !head) {
+        failure refusal =
+            unsupported("pullgate serves pulls only: " + std::string(req.method_string()) + " is not supported");
+        co_return co_await refuse(std::move(refusal), "deny");
+    }
 
     auto parsed = parse_request_target(req.target());
-    if (!parsed) co_return co_await refuse(parsed.error(), "error");
+    if (!parsed) {
+        failure refusal = parsed.error();
+        co_return co_await refuse(std::move(refusal), "error");
+    }
     oci_request& r = *parsed;
     rec.kind = std::string(to_string(r.kind));
     rec.repository = r.repository;
@@ -160,30 +179,35 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
         }
         co_return !ec && keep_alive;
     }
-    if (head && (r.kind == request_kind::tags || r.kind == request_kind::referrers))
-        co_return co_await refuse(unsupported("HEAD is not supported for " + rec.kind), "deny");
+    if (head && (r.kind == request_kind::tags || r.kind == request_kind::referrers)) {
+        failure refusal = unsupported("HEAD is not supported for " + rec.kind);
+        co_return co_await refuse(std::move(refusal), "deny");
+    }
 
     // The upstream registry: containerd's ns, validated and normalised; never dialled as given.
     registry_name registry;
     if (r.ns) {
         auto name = parse_registry_name(*r.ns);
-        if (!name) co_return co_await refuse(bad_request("NAME_INVALID", "invalid ns parameter: " + name.error()), "error");
+        if (!name) {
+            failure refusal = bad_request("NAME_INVALID", "invalid ns parameter: " + name.error());
+            co_return co_await refuse(std::move(refusal), "error");
+        }
         registry = *name;
     } else if (cfg.default_registry) {
         registry = *cfg.default_registry;
     } else {
-        co_return co_await refuse(
-            not_found("NAME_UNKNOWN",
-                      "the request names no registry (no ns parameter) and defaultRegistry is not set in the config",
-                      "no_registry"),
-            "deny");
+        failure refusal = not_found(
+            "NAME_UNKNOWN", "the request names no registry (no ns parameter) and defaultRegistry is not set in the config",
+            "no_registry");
+        co_return co_await refuse(std::move(refusal), "deny");
     }
     rec.registry = registry.key();
 
     const policy_decision decision = decide(cfg.allow_list, ctx.rt.credential_keys, registry, r.repository);
     if (!decision.allowed) {
         rec.rule = decision.suggestion;  // the entry that would have had to exist
-        co_return co_await refuse(denied(deny_message(registry, decision.suggestion, cfg), decision.reason), "deny");
+        failure refusal = denied(deny_message(registry, decision.suggestion, cfg), decision.reason);
+        co_return co_await refuse(std::move(refusal), "deny");
     }
     rec.decision = "allow";
     rec.reason = decision.reason;
@@ -212,10 +236,9 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
         up = co_await ctx.rt.upstream->exchange(where, up_req, head, ec);
         if (ec) {
             spdlog::warn("[{}] upstream {} unreachable: {}", ctx.id, where.key(), ec.message());
-            co_return co_await refuse(upstream_failure(502, "upstream registry " + registry.key() +
-                                                                " unreachable: " + ec.message(),
-                                                       "upstream_unreachable"),
-                                      "error");
+            failure refusal = upstream_failure(
+                502, "upstream registry " + registry.key() + " unreachable: " + ec.message(), "upstream_unreachable");
+            co_return co_await refuse(std::move(refusal), "error");
         }
         const unsigned status = up.parser->get().result_int();
         rec.upstream_status = status;
@@ -227,9 +250,9 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
             if (!answer) {
                 const auth_failure& f = answer.error();
                 spdlog::warn("[{}] {}", ctx.id, f.message);
-                co_return co_await refuse(f.status == 403 ? denied(f.message, f.reason)
-                                                          : upstream_failure(f.status, f.message, f.reason),
-                                          "error");
+                failure refusal = upstream_failure(f.status, f.message, f.reason);
+                if (f.status == 403) refusal = denied(f.message, f.reason);
+                co_return co_await refuse(std::move(refusal), "error");
             }
             up_req.set(http::field::authorization, *answer);
             continue;
@@ -238,13 +261,13 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
         auto location = up.parser->get()[http::field::location];
         auto next = redirect_target(where, up_req.target(), location);
         if (!next || ++hop > lim.max_redirects) {
-            co_return co_await refuse(upstream_failure(502,
-                                                       next ? "upstream registry " + registry.key() +
-                                                                  " redirected too many times"
-                                                            : "upstream registry " + registry.key() +
-                                                                  " sent an unusable redirect",
-                                                       "upstream_bad_redirect"),
-                                      "error");
+            std::string what = "upstream registry " + registry.key();
+            if (next)
+                what += " redirected more than limits.maxRedirects times";
+            else
+                what += " sent an unusable redirect";
+            failure refusal = upstream_failure(502, std::move(what), "upstream_bad_redirect");
+            co_return co_await refuse(std::move(refusal), "error");
         }
         // The redirect body is not needed; the connection is not reused.
         up.connection.reset();
@@ -259,12 +282,13 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     if (up_status == 401 || up_status == 403) {
         // pullgate's own attempt was refused. Never pass WWW-Authenticate on:
         // containerd would fetch a token itself, around pullgate.
-        const std::string message = "upstream " + registry.key() + " rejected " +
-                                    (auth.cred ? "the stored credentials (" + auth.cred->key + ")"
-                                               : std::string("anonymous access")) +
-                                    " for " + r.repository + " (" + std::to_string(up_status) + ")";
+        std::string who = "anonymous access";
+        if (auth.cred) who = "the stored credentials (" + auth.cred->key + ")";
+        const std::string message = "upstream " + registry.key() + " rejected " + who + " for " + r.repository + " (" +
+                                    std::to_string(up_status) + ")";
         spdlog::warn("[{}] {}", ctx.id, message);
-        co_return co_await refuse(denied(message, "upstream_auth_failed"), "error");
+        failure refusal = denied(message, "upstream_auth_failed");
+        co_return co_await refuse(std::move(refusal), "error");
     }
 
     // Verify what is addressed by digest and fetched whole.
@@ -274,10 +298,11 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
         verify.emplace(r.reference);
     if (r.kind == request_kind::manifest || r.kind == request_kind::tags || r.kind == request_kind::referrers) {
         auto len = up.parser->content_length();
-        if (len && *len > lim.max_manifest_bytes)
-            co_return co_await refuse(upstream_failure(502, "upstream " + rec.kind + " is larger than limits.maxManifestBytes",
-                                                       "upstream_too_large"),
-                                      "error");
+        if (len && *len > lim.max_manifest_bytes) {
+            failure refusal = upstream_failure(502, "upstream " + rec.kind + " is larger than limits.maxManifestBytes",
+                                               "upstream_too_large");
+            co_return co_await refuse(std::move(refusal), "error");
+        }
         up.parser->body_limit(lim.max_manifest_bytes);
     }
 
@@ -287,7 +312,7 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     rec.bytes = rr.bytes;
     if (rr.upstream_reusable) ctx.rt.upstream->release(std::move(up.connection));
     if (!rr.complete) {
-        rec.decision = rr.failure == "client_closed" ? rec.decision : "error";
+        if (rr.failure != "client_closed") rec.decision = "error";
         rec.reason = rr.failure;
         if (rr.failure == "digest_mismatch")
             spdlog::error("[{}] digest mismatch from {}: expected {}, got {}", ctx.id, registry.key(), r.reference,

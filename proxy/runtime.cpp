@@ -4,14 +4,16 @@
 
 namespace pullgate {
 
-std::shared_ptr<const runtime> make_runtime(config cfg, boost::asio::any_io_executor ex, const runtime* previous) {
+std::shared_ptr<const runtime> make_runtime(config cfg, boost::asio::any_io_executor ex, const runtime* previous,
+                                            metrics& stats) {
     auto rt = std::make_shared<runtime>();
+    rt->stats = &stats;
     rt->credentials = std::make_shared<const credential_store>(load_credentials(cfg));
     rt->credential_keys = rt->credentials->keys();
-    rt->upstream = std::make_unique<upstream_client>(ex, cfg);
+    rt->upstream = std::make_unique<upstream_client>(ex, cfg, stats);
     // Tokens are keyed by credential fingerprint, so changed secrets never reuse old tokens.
     auto tokens = previous ? previous->auth->shared_cache() : std::make_shared<token_cache>();
-    rt->auth = std::make_unique<upstream_auth>(*rt->upstream, std::move(tokens));
+    rt->auth = std::make_unique<upstream_auth>(*rt->upstream, std::move(tokens), stats);
     if (previous && previous->log && previous->log->path() == cfg.decision_log_path) {
         std::string error;
         if (!previous->log->reopen(&error))

@@ -89,10 +89,17 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_strand str
     socket.set_option(tcp::no_delay(true));
     beast::tcp_stream stream(std::move(socket));
     const std::size_t active = ++sessions_;
+    auto rt = rt_.load();
+    metrics& stats = *rt->stats;
+    ++stats.downstream_connections;
     struct counter_guard {
         std::atomic<std::size_t>& n;
-        ~counter_guard() { --n; }
-    } guard{sessions_};
+        std::atomic<std::int64_t>& gauge;
+        ~counter_guard() {
+            --n;
+            --gauge;
+        }
+    } guard{sessions_, stats.downstream_connections};
 
     session_entry entry{strand, &stream, true};
     const std::uint64_t key = next_session_++;
@@ -109,12 +116,19 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_strand str
         }
     } unregister{*this, key};
 
-    auto rt = rt_.load();
     if (active > rt->cfg->limits.max_connections) {
+        // Answered without reading the request: a clear 503 instead of a silent reset.
+        const failure f = upstream_failure(503, "too many connections: limits.maxConnections reached", "overloaded");
         client_request dummy{http::verb::get, "/", 11};
-        co_await write_error(stream,
-                             upstream_failure(503, "too many connections: limits.maxConnections reached", "overloaded"),
-                             dummy, false, rt->cfg->limits);
+        co_await write_error(stream, f, dummy, false, rt->cfg->limits);
+        decision_record rec;
+        rec.ts = std::chrono::system_clock::now();
+        rec.client = client;
+        rec.decision = "error";
+        rec.reason = f.reason;
+        rec.status = f.status;
+        rt->log->write(rec);
+        stats.count_request(rec.decision, rec.reason);
         spdlog::warn("refused a connection from {}: {} open, limits.maxConnections is {}", client, active - 1,
                      rt->cfg->limits.max_connections);
         co_return;
@@ -189,6 +203,8 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_strand str
         rec.duration_ms = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
         rt->log->write(rec);
+        stats.count_request(rec.decision, rec.reason);
+        stats.add_bytes(rec.bytes);
         if (!keep_alive) break;
     }
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);

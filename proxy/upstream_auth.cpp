@@ -60,8 +60,8 @@ auth_failure unavailable(const auth_target& t, std::string detail) {
 
 std::string pull_scope(std::string_view repository) { return "repository:" + std::string(repository) + ":pull"; }
 
-upstream_auth::upstream_auth(upstream_client& client, std::shared_ptr<token_cache> cache)
-    : client_(client), cache_(std::move(cache)) {}
+upstream_auth::upstream_auth(upstream_client& client, std::shared_ptr<token_cache> cache, metrics& stats)
+    : client_(client), stats_(stats), cache_(std::move(cache)) {}
 
 std::string upstream_auth::preset(const auth_target& t) {
     if (t.cred && !t.cred->registry_token.empty()) return "Bearer " + t.cred->registry_token;
@@ -186,7 +186,9 @@ asio::awaitable<token_result> upstream_auth::fetch_token(const auth_target& t, c
         params.append({"scope", scope});
         params.append({"client_id", "pullgate"});
         req.method(http::verb::post);
-        req.target(url.encoded_target().empty() ? "/" : std::string(url.encoded_target()));
+        std::string target(url.encoded_target());
+        if (target.empty()) target = "/";
+        req.target(target);
         req.set(http::field::content_type, "application/x-www-form-urlencoded");
         req.body() = std::string(form.encoded_query());
         req.prepare_payload();
@@ -200,7 +202,7 @@ asio::awaitable<token_result> upstream_auth::fetch_token(const auth_target& t, c
             req.set(http::field::authorization, "Basic " + base64(t.cred->username + ":" + t.cred->password));
     }
 
-    ++fetches_;
+    stats_.count_token_fetch();
     error_code ec;
     auto res = co_await client_.exchange(o, req, false, ec);
     if (ec) co_return fail(unavailable(t, o.key() + " unreachable: " + ec.message()));

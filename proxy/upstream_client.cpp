@@ -68,11 +68,15 @@ origin registry_origin(const registry_name& r, const registry_transport* t) {
     return o;
 }
 
-upstream_connection::upstream_connection(asio::any_io_executor ex, ssl::context& ctx, origin o)
-    : stream_(beast::tcp_stream(ex), ctx), origin_(std::move(o)) {}
+upstream_connection::upstream_connection(asio::any_io_executor ex, ssl::context& ctx, origin o, metrics& stats)
+    : stream_(beast::tcp_stream(ex), ctx), origin_(std::move(o)), stats_(stats) {
+    ++stats_.upstream_connections;
+}
 
-upstream_client::upstream_client(asio::any_io_executor ex, const config& cfg)
-    : ex_(std::move(ex)), limits_(cfg.limits), default_ctx_(ssl::context::tls_client) {
+upstream_connection::~upstream_connection() { --stats_.upstream_connections; }
+
+upstream_client::upstream_client(asio::any_io_executor ex, const config& cfg, metrics& stats)
+    : ex_(std::move(ex)), limits_(cfg.limits), stats_(stats), default_ctx_(ssl::context::tls_client) {
     configure_context(default_ctx_, nullptr);
     for (const auto& [key, transport] : cfg.registries) {
         auto name = parse_registry_name(key);
@@ -119,7 +123,7 @@ void upstream_client::release(std::unique_ptr<upstream_connection> c) {
 }
 
 asio::awaitable<std::unique_ptr<upstream_connection>> upstream_client::connect(const origin& o, error_code& ec) {
-    auto conn = std::make_unique<upstream_connection>(ex_, context_for(o), o);
+    auto conn = std::make_unique<upstream_connection>(ex_, context_for(o), o, stats_);
     auto& tcp = conn->tcp();
 
     asio::ip::tcp::resolver resolver(ex_);
@@ -154,7 +158,8 @@ asio::awaitable<upstream_response> upstream_client::exchange(const origin& o, up
     for (int attempt = 0; attempt < 2; ++attempt) {
         ec = {};
         upstream_response out;
-        out.connection = attempt == 0 ? take_idle(o) : nullptr;
+        // (no ?: here: GCC 12 mishandles class temporaries of ?: in coroutines)
+        if (attempt == 0) out.connection = take_idle(o);
         if (!out.connection) {
             out.connection = co_await connect(o, ec);
             if (ec) co_return upstream_response{};
@@ -176,6 +181,7 @@ asio::awaitable<upstream_response> upstream_client::exchange(const origin& o, up
         }
         if (!ec) {
             out.header_latency = std::chrono::steady_clock::now() - started;
+            stats_.observe_upstream_latency(std::chrono::duration<double>(out.header_latency).count());
             co_return out;
         }
         // Retry only a reused connection that failed before any response byte.

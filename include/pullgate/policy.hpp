@@ -29,7 +29,8 @@ struct policy_decision {
 // on a '/' boundary.
 bool matches(const registry_pattern& pattern, const registry_name& registry, std::string_view repository);
 
-// Allowlist entries first, then credential keys (seed rule); first match wins.
+// Allowlist entries first, then credential keys (seed rule); within each,
+// the most specific match (longest repository prefix) is the rule reported.
 // Default deny.
 policy_decision decide(const std::vector<policy_rule>& allow_list, const std::vector<policy_rule>& credential_keys,
                        const registry_name& registry, std::string_view repository);

@@ -31,6 +31,7 @@ struct runtime {
     std::unique_ptr<upstream_client> upstream;
     std::unique_ptr<upstream_auth> auth;       // shares the token cache across reloads
     std::shared_ptr<decision_log> log;
+    metrics* stats = nullptr;                  // process-wide, outlives every runtime
 };
 
 using client_request = boost::beast::http::request<boost::beast::http::empty_body>;

@@ -14,6 +14,7 @@ namespace pullgate {
 // is unchanged, reopening it (logrotate). Throws config_error or
 // std::runtime_error with a message naming what failed; `previous` is then
 // untouched and stays in force.
-std::shared_ptr<const runtime> make_runtime(config cfg, boost::asio::any_io_executor ex, const runtime* previous);
+std::shared_ptr<const runtime> make_runtime(config cfg, boost::asio::any_io_executor ex, const runtime* previous,
+                                            metrics& stats);
 
 }  // namespace pullgate

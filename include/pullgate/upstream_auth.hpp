@@ -12,7 +12,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/result.hpp>
 
-#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,7 +35,7 @@ struct auth_failure {
 
 class upstream_auth {
 public:
-    upstream_auth(upstream_client& client, std::shared_ptr<token_cache> cache);
+    upstream_auth(upstream_client& client, std::shared_ptr<token_cache> cache, metrics& stats);
 
     // The Authorization value to send up front (a cached token, or Basic for
     // a registry that challenged Basic before), or "".
@@ -48,7 +47,6 @@ public:
     boost::asio::awaitable<boost::system::result<std::string, auth_failure>> answer(
         const auth_target& t, const upstream_parser::value_type& challenge_response);
 
-    std::uint64_t token_fetches() const { return fetches_; }
     std::shared_ptr<token_cache> shared_cache() const { return cache_; }
 
 private:
@@ -56,10 +54,10 @@ private:
         const auth_target& t, const std::string& realm, const std::string& service, const std::string& scope);
 
     upstream_client& client_;
+    metrics& stats_;
     std::shared_ptr<token_cache> cache_;
     std::mutex flights_mutex_;
     std::map<std::string, std::shared_ptr<struct token_flight>> flights_;
-    std::atomic<std::uint64_t> fetches_{0};
 };
 
 // "repository:<name>:pull"

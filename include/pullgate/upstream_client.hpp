@@ -6,6 +6,7 @@
 #pragma once
 
 #include "pullgate/config.hpp"
+#include "pullgate/metrics.hpp"
 #include "pullgate/registry_name.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -44,7 +45,10 @@ origin registry_origin(const registry_name& r, const registry_transport* t);
 // One connection, used by one request at a time.
 class upstream_connection {
 public:
-    upstream_connection(boost::asio::any_io_executor ex, boost::asio::ssl::context& ctx, origin o);
+    upstream_connection(boost::asio::any_io_executor ex, boost::asio::ssl::context& ctx, origin o, metrics& stats);
+    ~upstream_connection();
+    upstream_connection(const upstream_connection&) = delete;
+    upstream_connection& operator=(const upstream_connection&) = delete;
 
     const origin& where() const { return origin_; }
     boost::beast::tcp_stream& tcp() { return stream_.next_layer(); }
@@ -62,6 +66,7 @@ private:
     friend class upstream_client;
     boost::beast::ssl_stream<boost::beast::tcp_stream> stream_;
     origin origin_;
+    metrics& stats_;
 };
 
 using upstream_request = boost::beast::http::request<boost::beast::http::string_body>;
@@ -78,7 +83,7 @@ class upstream_client {
 public:
     // Builds the TLS contexts. Throws config_error when a CA file, client
     // certificate or key cannot be loaded.
-    upstream_client(boost::asio::any_io_executor ex, const config& cfg);
+    upstream_client(boost::asio::any_io_executor ex, const config& cfg, metrics& stats);
     ~upstream_client();
 
     // Sends `req` to `o` and reads the response header. A request that fails
@@ -106,6 +111,7 @@ private:
 
     boost::asio::any_io_executor ex_;
     struct limits limits_;
+    metrics& stats_;
     boost::asio::ssl::context default_ctx_;
     std::map<std::string, std::unique_ptr<boost::asio::ssl::context>> registry_ctx_;  // by origin key
     std::mutex mutex_;

@@ -1,0 +1,124 @@
+#include "pullgate/commands.hpp"
+
+#include "pullgate/config.hpp"
+#include "pullgate/containerd_hosts.hpp"
+#include "pullgate/credentials.hpp"
+#include "pullgate/image_ref.hpp"
+#include "pullgate/metrics.hpp"
+#include "pullgate/policy.hpp"
+#include "pullgate/upstream_client.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <ostream>
+
+namespace pullgate {
+
+int check_config(const std::string& config_path, std::ostream& out, std::ostream& err) {
+    try {
+        const config cfg = load_config(config_path);
+        const credential_store creds = load_credentials(cfg);
+        {
+            // Loads every caFile / clientCert / clientKey exactly as serve will.
+            boost::asio::io_context ioc;
+            metrics unused;
+            upstream_client probe(ioc.get_executor(), cfg, unused);
+        }
+        out << "config " << config_path << ": ok\n"
+            << "listen: " << cfg.listen.text << "\n"
+            << "adminListen: " << (cfg.admin_listen ? cfg.admin_listen->text : "(off)") << "\n"
+            << "containerRegistry.privateBaseImageAllowList:";
+        if (cfg.allow_list.empty()) out << " (empty)";
+        out << "\n";
+        for (const auto& r : cfg.allow_list) out << "  - " << r.text << "\n";
+        const auto path = credentials_path(cfg);
+        out << "credentials: " << (path ? *path : "(none)") << "\n";
+        for (const auto& c : creds.entries()) {
+            std::string kind = !c.registry_token.empty() ? "registrytoken"
+                               : !c.identity_token.empty() ? "identitytoken"
+                                                           : "username/password";
+            out << "  - " << c.key << " (" << kind << "; allowed by the seed rule)\n";
+        }
+        if (cfg.allow_list.empty() && creds.entries().empty())
+            out << "note: nothing is allowed: every pull will be refused\n";
+        out << "defaultRegistry: " << (cfg.default_registry ? cfg.default_registry->key() : "(none)") << "\n";
+        for (const auto& [key, t] : cfg.registries)
+            out << "registry " << key << ": " << (t.insecure_http ? "plain HTTP" : "HTTPS")
+                << (t.ca_file.empty() ? "" : ", caFile " + t.ca_file)
+                << (t.client_cert.empty() ? "" : ", client certificate " + t.client_cert) << "\n";
+        out << "decisionLog.path: " << cfg.decision_log_path << "\n";
+        return 0;
+    } catch (const config_error& e) {
+        err << e.what() << "\n";
+        return 1;
+    }
+}
+
+int explain(const std::string& config_path, const std::string& image, std::ostream& out, std::ostream& err) {
+    config cfg;
+    credential_store creds;
+    try {
+        cfg = load_config(config_path);
+        creds = load_credentials(cfg);
+    } catch (const config_error& e) {
+        err << e.what() << "\n";
+        return 2;
+    }
+    auto ref = parse_image_ref(image);
+    if (!ref) {
+        err << "pullgate: " << image << ": " << ref.error() << "\n";
+        return 2;
+    }
+    const policy_decision d = decide(cfg.allow_list, creds.keys(), ref->registry, ref->repository);
+    const credential* cred = creds.lookup(ref->registry, ref->repository);
+    const origin at = registry_origin(ref->registry, cfg.transport_for(ref->registry));
+    out << "image:      " << ref->canonical() << "\n"
+        << "registry:   " << ref->registry.key() << " (pulled from " << at.key() << ")\n"
+        << "repository: " << ref->repository << "\n"
+        << "decision:   " << (d.allowed ? "allow" : "deny") << " (" << d.reason << ")\n";
+    if (d.allowed) {
+        out << "rule:       " << d.rule
+            << (d.reason == "allowlisted" ? " (containerRegistry.privateBaseImageAllowList)" : " (credentials key)")
+            << "\n";
+    } else {
+        out << "to allow:   add \"" << d.suggestion << "\" to containerRegistry.privateBaseImageAllowList"
+            << " (or \"" << ref->registry.key() << "/" << ref->repository
+            << "\" for this repository only), or store credentials for " << ref->registry.key() << "\n";
+    }
+    out << "credential: " << (cred ? cred->key : "none (anonymous)") << "\n";
+    return d.allowed ? 0 : 1;
+}
+
+int containerd_hosts(const std::string& config_path, const std::string& dir, std::string mirror_url,
+                     std::ostream& out, std::ostream& err) {
+    if (dir.empty()) {
+        err << "pullgate: containerd-hosts needs --dir DIR\n";
+        return 2;
+    }
+    if (mirror_url.empty()) {
+        try {
+            mirror_url = "http://" + load_config(config_path).listen.text;
+        } catch (const config_error& e) {
+            err << e.what() << "\n(give --mirror URL to write hosts.toml without a config)\n";
+            return 1;
+        }
+    }
+    if (!mirror_url.starts_with("http://") && !mirror_url.starts_with("https://")) {
+        err << "pullgate: --mirror must be an http:// or https:// URL\n";
+        return 2;
+    }
+    try {
+        auto shadowing = write_no_bypass_hosts(dir, mirror_url);
+        out << "wrote " << dir << "/_default/hosts.toml (mirror " << mirror_url << ")\n";
+        for (const auto& d : shadowing)
+            err << "warning: " << d
+                << " exists: containerd uses it instead of _default for that registry, bypassing pullgate;"
+                   " remove it\n";
+        return 0;
+    } catch (const std::exception& e) {
+        err << "pullgate: " << e.what() << "\n";
+        return 1;
+    }
+}
+
+}  // namespace pullgate
