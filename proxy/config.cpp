@@ -38,12 +38,16 @@ void expect_map(const context& ctx, const YAML::Node& node, std::string_view key
     if (!node.IsMap()) ctx.fail(node, key, "expected a mapping");
 }
 
+// Unknown keys are typos; a key given twice would silently lose one value
+// (yaml-cpp keeps both and lookups see the first).
 void reject_unknown_keys(const context& ctx, const YAML::Node& map, std::string_view parent,
                          const std::set<std::string>& known) {
+    std::set<std::string> seen;
     for (const auto& kv : map) {
         if (!kv.first.IsScalar()) ctx.fail(kv.first, parent.empty() ? "<root>" : parent, "keys must be strings");
         const std::string k = kv.first.Scalar();
         if (!known.contains(k)) ctx.fail(kv.first, join(parent, k), "unknown key");
+        if (!seen.insert(k).second) ctx.fail(kv.first, join(parent, k), "key given twice");
     }
 }
 

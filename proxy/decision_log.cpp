@@ -26,13 +26,15 @@ std::shared_ptr<spdlog::logger> open_logger(const std::string& path) {
 
 std::string rfc3339_ms(std::chrono::system_clock::time_point t) {
     using namespace std::chrono;
-    auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    // floor, not truncation: correct before 1970 too
+    const auto secs_tp = floor<seconds>(t);
+    const auto ms = duration_cast<milliseconds>(t - secs_tp).count();
+    std::time_t secs = static_cast<std::time_t>(secs_tp.time_since_epoch().count());
     std::tm tm{};
     gmtime_r(&secs, &tm);
     char buf[40];
     std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms % 1000));
+    std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
     return buf;
 }
 

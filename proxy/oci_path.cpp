@@ -1,6 +1,7 @@
 #include "pullgate/oci_path.hpp"
 
 #include <boost/url/parse.hpp>
+#include <boost/url/decode_view.hpp>
 #include <boost/url/url_view.hpp>
 
 #include <vector>
@@ -110,7 +111,7 @@ boost::system::result<oci_request, failure> parse_request_target(std::string_vie
     }
     // Forward the other parameters (e.g. tags/list ?n=&last=) exactly as received.
     for (auto param : url.encoded_params()) {
-        if (param.key == "ns") continue;
+        if (*param.key == "ns") continue;  // compared decoded: "n%73" is ns too
         if (!req.upstream_query.empty()) req.upstream_query += '&';
         req.upstream_query += std::string_view(param.key);
         if (param.has_value) {

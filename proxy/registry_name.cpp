@@ -59,7 +59,7 @@ std::string registry_name::key() const {
 }
 
 std::string registry_name::endpoint_host() const {
-    if (host == docker_hub) return std::string(docker_hub_endpoint);
+    if (host == docker_hub && port == 0) return std::string(docker_hub_endpoint);
     if (!host.empty() && host.front() == '[') return host.substr(1, host.size() - 2);
     return host;
 }
@@ -78,12 +78,25 @@ boost::system::result<registry_name, std::string> parse_registry_name(std::strin
 
     registry_name out;
     switch (authority->host_type()) {
-        case boost::urls::host_type::ipv4:
-            out.host = authority->host_ipv4_address().to_string();
+        case boost::urls::host_type::ipv4: {
+            const auto ip = authority->host_ipv4_address();
+            const auto bits = ip.to_uint();
+            // 0.0.0.0/8 ("this host"), multicast and broadcast never name a registry.
+            if ((bits >> 24) == 0 || ip.is_multicast() || bits == 0xffffffffu)
+                return error_text{"registry address is unspecified, multicast or broadcast"};
+            out.host = ip.to_string();
             break;
-        case boost::urls::host_type::ipv6:
-            out.host = "[" + authority->host_ipv6_address().to_string() + "]";
+        }
+        case boost::urls::host_type::ipv6: {
+            const auto ip = authority->host_ipv6_address();
+            const auto bytes = ip.to_bytes();
+            if (ip.is_unspecified() || bytes[0] == 0xff)
+                return error_text{"registry address is unspecified or multicast"};
+            if (ip.is_v4_mapped())
+                return error_text{"registry address is an IPv4-mapped IPv6 address: write the IPv4 address"};
+            out.host = "[" + ip.to_string() + "]";
             break;
+        }
         case boost::urls::host_type::name: {
             std::string_view encoded = authority->encoded_host();
             if (encoded.find('%') != std::string_view::npos) return error_text{"registry host must not be percent-encoded"};
@@ -110,9 +123,11 @@ boost::system::result<registry_name, std::string> parse_registry_name(std::strin
 boost::system::result<registry_pattern, std::string> parse_registry_pattern(std::string_view text,
                                                                             bool allow_wildcard) {
     std::string_view rest = text;
+    bool url_form = false;
     for (std::string_view scheme : {"https://", "http://"}) {
         if (rest.size() >= scheme.size() && lowercase(rest.substr(0, scheme.size())) == scheme) {
             rest.remove_prefix(scheme.size());
+            url_form = true;
             break;
         }
     }
@@ -132,8 +147,8 @@ boost::system::result<registry_pattern, std::string> parse_registry_pattern(std:
     registry_pattern out;
     out.host = wildcard ? "*" + name->host.substr(1) : name->host;
     out.port = name->port;
-    // Docker's legacy key https://index.docker.io/v1/ names the registry, not a repository "v1".
-    if (out.host == docker_hub && (path == "v1" || path == "v2")) path = {};
+    // Docker's legacy keys https://<host>/v1/ (and /v2/) name the registry, not a repository "v1".
+    if ((url_form || out.host == docker_hub) && (path == "v1" || path == "v2")) path = {};
     if (!path.empty() && !is_valid_repository(path))
         return error_text{"repository prefix '" + std::string(path) + "' is not a valid repository name"};
     out.path_prefix = std::string(path);

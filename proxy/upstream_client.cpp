@@ -11,6 +11,9 @@
 #include <boost/url/ipv4_address.hpp>
 #include <boost/url/ipv6_address.hpp>
 #include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+
+#include <vector>
 
 namespace pullgate {
 namespace asio = boost::asio;
@@ -51,6 +54,18 @@ void configure_context(ssl::context& ctx, const registry_transport* t) {
 bool is_stale_connection_error(const error_code& ec) {
     return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
            ec == asio::error::broken_pipe || ec == asio::ssl::error::stream_truncated;
+}
+
+// Addresses a registry reached by DNS name must not resolve to: link-local
+// (169.254/16 holds cloud metadata services), unspecified, multicast. A
+// registry at such an address must be allowlisted by its IP literal.
+bool is_forbidden_resolution(const asio::ip::address& a) {
+    if (a.is_unspecified() || a.is_multicast()) return true;
+    if (a.is_v4()) return (a.to_v4().to_uint() & 0xffff0000u) == 0xa9fe0000u;
+    const auto v6 = a.to_v6();
+    if (v6.is_link_local() || v6.is_multicast_link_local()) return true;
+    if (v6.is_v4_mapped()) return is_forbidden_resolution(asio::ip::make_address_v4(asio::ip::v4_mapped, v6));
+    return false;
 }
 
 }  // namespace
@@ -128,9 +143,18 @@ asio::awaitable<std::unique_ptr<upstream_connection>> upstream_client::connect(c
 
     asio::ip::tcp::resolver resolver(ex_);
     tcp.expires_after(limits_.upstream_connect_timeout);
-    auto endpoints = co_await resolver.async_resolve(o.host, std::to_string(o.port),
-                                                     asio::redirect_error(asio::use_awaitable, ec));
+    auto resolved = co_await resolver.async_resolve(o.host, std::to_string(o.port),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return nullptr;
+    std::vector<asio::ip::tcp::endpoint> endpoints;
+    for (const auto& entry : resolved)
+        if (is_ip_literal(o.host) || !is_forbidden_resolution(entry.endpoint().address()))
+            endpoints.push_back(entry.endpoint());
+    if (endpoints.empty()) {
+        spdlog::warn("{} resolves only to link-local, unspecified or multicast addresses: not connecting", o.host);
+        ec = asio::error::host_unreachable;
+        co_return nullptr;
+    }
     co_await tcp.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return nullptr;
     tcp.socket().set_option(asio::ip::tcp::no_delay(true), ec);

@@ -9,7 +9,8 @@ namespace pullgate {
 
 // The text of _default/hosts.toml for a mirror at `mirror_url`
 // (e.g. "http://127.0.0.1:5000"). The empty [host] table is required by
-// containerd 1.6 and leaves no fallback to the upstream registry.
+// containerd 1.6 and leaves no fallback to the upstream registry. Throws
+// std::invalid_argument for anything but a plain http(s) URL.
 std::string no_bypass_hosts_toml(const std::string& mirror_url);
 
 // Writes DIR/_default/hosts.toml (atomically, via a temporary file). Returns

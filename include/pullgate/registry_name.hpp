@@ -28,12 +28,15 @@ struct registry_name {
 };
 
 // Parses `host[:port]`. Rejects userinfo, paths, queries, empty or malformed
-// hosts and ports, with a message saying what is wrong.
+// hosts and ports, unspecified/multicast/broadcast addresses and IPv4-mapped
+// IPv6, with a message saying what is wrong. Link-local addresses parse, but
+// only an allowlist entry naming that exact address can allow them.
 boost::system::result<registry_name, std::string> parse_registry_name(std::string_view text);
 
 // A registry reference as written in allowlist entries and credential keys:
 // optionally `https://`/`http://`, a registry, optionally `/path`. Docker's
-// legacy `https://index.docker.io/v1/` names Docker Hub, not a path "v1".
+// legacy URL keys `https://host/v1/` (and `/v2/`) name the registry, not a
+// repository "v1"; so does `index.docker.io/v1` without a scheme.
 // Host may start with "*." when `allow_wildcard` is set.
 struct registry_pattern {
     std::string host;           // lowercase; may be "*.example.com"
