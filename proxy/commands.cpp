@@ -8,8 +8,6 @@
 #include "pullgate/policy.hpp"
 #include "pullgate/upstream_client.hpp"
 
-#include <boost/asio/io_context.hpp>
-
 #include <ostream>
 
 namespace pullgate {
@@ -20,9 +18,8 @@ int check_config(const std::string& config_path, std::ostream& out, std::ostream
         const credential_store creds = load_credentials(cfg);
         {
             // Loads every caFile / clientCert / clientKey exactly as serve will.
-            boost::asio::io_context ioc;
             metrics unused;
-            upstream_client probe(ioc.get_executor(), cfg, unused);
+            upstream_client probe(cfg, unused);
         }
         out << "config " << config_path << ": ok\n"
             << "listen: " << cfg.listen.text << "\n"

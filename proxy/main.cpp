@@ -8,6 +8,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -120,14 +121,23 @@ asio::awaitable<void> handle_signals(asio::io_context& ioc, server& srv, admin_s
         int sig = co_await signals.async_wait(asio::use_awaitable);
         if (sig == SIGHUP) {
             notify_reloading();
+            auto previous = srv.current();
             try {
-                auto previous = srv.current();
-                srv.swap_runtime(make_runtime(load_config(config_path), ioc.get_executor(), previous.get(), stats));
+                config next = load_config(config_path);
+                if (next.listen.text != previous->cfg->listen.text ||
+                    (next.admin_listen ? next.admin_listen->text : "") !=
+                        (previous->cfg->admin_listen ? previous->cfg->admin_listen->text : ""))
+                    spdlog::warn("listen/adminListen changed: the listeners stay where they are until a restart");
+                srv.swap_runtime(make_runtime(std::move(next), previous.get(), stats));
                 stats.count_reload(true);
                 spdlog::info("reloaded {}", config_path);
             } catch (const std::exception& e) {
                 stats.count_reload(false);
                 spdlog::error("reload failed, the previous configuration stays in force: {}", e.what());
+                // logrotate's SIGHUP must still move the log to the new file.
+                std::string error;
+                if (!previous->log->reopen(&error))
+                    spdlog::warn("decision log {}: reopen failed: {}", previous->log->path(), error);
             }
             sd_notify(0, "READY=1");
             continue;
@@ -163,13 +173,21 @@ int serve(const args& a) {
         return 1;
     }
     const unsigned threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
-    asio::io_context ioc(static_cast<int>(threads));
+    // One io_context per thread: a connection and its upstream never change
+    // threads, and a context run by one thread needs no locking.
+    std::vector<std::unique_ptr<asio::io_context>> workers;
+    std::vector<asio::io_context*> worker_ptrs;
+    for (unsigned i = 0; i < threads; ++i) {
+        workers.push_back(std::make_unique<asio::io_context>(1));
+        worker_ptrs.push_back(workers.back().get());
+    }
+    asio::io_context& ioc = *workers[0];  // also runs signals, the acceptors and the admin listener
     metrics stats;
     std::atomic<bool> ready{false};
     std::unique_ptr<server> srv;
     std::unique_ptr<admin_server> admin;
     try {
-        srv = std::make_unique<server>(ioc, make_runtime(std::move(cfg), ioc.get_executor(), nullptr, stats));
+        srv = std::make_unique<server>(worker_ptrs, make_runtime(std::move(cfg), nullptr, stats));
         const auto& c = *srv->current()->cfg;
         if (c.admin_listen) {
             admin_server::hooks hooks{
@@ -194,9 +212,16 @@ int serve(const args& a) {
     ready = true;
     sd_notify(0, "READY=1");
 
+    // Workers other than the first idle until handed a connection; the guard
+    // keeps them running until the first one stops them after shutdown.
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
     std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
+    for (unsigned i = 1; i < threads; ++i) {
+        guards.push_back(asio::make_work_guard(*workers[i]));
+        pool.emplace_back([&w = *workers[i]] { w.run(); });
+    }
     ioc.run();
+    for (auto& w : workers) w->stop();
     for (auto& t : pool) t.join();
     spdlog::info("stopped");
     return 0;

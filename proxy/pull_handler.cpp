@@ -109,13 +109,13 @@ void set_failure(decision_record& rec, const failure& f, std::string decision) {
 
 }  // namespace
 
-asio::awaitable<bool> write_error(beast::tcp_stream& down, const failure& f, const client_request& req, bool keep_alive,
-                                  const limits& lim) {
-    http::response<http::string_body> res{static_cast<http::status>(f.status), req.version()};
+asio::awaitable<bool> write_json(beast::tcp_stream& down, unsigned status, std::string body, const client_request& req,
+                                 bool keep_alive, const limits& lim, std::uint64_t& body_bytes) {
+    http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
     res.set(http::field::content_type, "application/json");
     res.set("Docker-Distribution-API-Version", "registry/2.0");
     res.keep_alive(keep_alive);
-    res.body() = oci_error_body(f);
+    res.body() = std::move(body);
     res.prepare_payload();
     error_code ec;
     down.expires_after(lim.client_idle_timeout);
@@ -124,8 +124,14 @@ asio::awaitable<bool> write_error(beast::tcp_stream& down, const failure& f, con
         co_await http::async_write_header(down, sr, asio::redirect_error(asio::use_awaitable, ec));
     } else {
         co_await http::async_write(down, res, asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec) body_bytes += res.body().size();
     }
     co_return !ec;
+}
+
+asio::awaitable<bool> write_error(beast::tcp_stream& down, const failure& f, const client_request& req, bool keep_alive,
+                                  const limits& lim, std::uint64_t& body_bytes) {
+    co_return co_await write_json(down, f.status, oci_error_body(f), req, keep_alive, lim, body_bytes);
 }
 
 asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
@@ -138,7 +144,7 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     // destroys temporaries of a ?: inside a co_await expression twice.
     auto refuse = [&](failure f, std::string decision) -> asio::awaitable<bool> {
         set_failure(rec, f, std::move(decision));
-        const bool written = co_await write_error(ctx.down, f, req, keep_alive, lim);
+        const bool written = co_await write_error(ctx.down, f, req, keep_alive, lim, rec.bytes);
         co_return written && keep_alive;
     };
 
@@ -160,24 +166,11 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     rec.reference = r.reference;
 
     if (r.kind == request_kind::ping) {
-        http::response<http::string_body> res{http::status::ok, req.version()};
-        res.set(http::field::content_type, "application/json");
-        res.set("Docker-Distribution-API-Version", "registry/2.0");
-        res.keep_alive(keep_alive);
-        res.body() = "{}";
-        res.prepare_payload();
         rec.decision = "allow";
         rec.reason = "ping";
         rec.status = 200;
-        error_code ec;
-        ctx.down.expires_after(lim.client_idle_timeout);
-        if (head) {
-            http::response_serializer<http::string_body> sr{res};
-            co_await http::async_write_header(ctx.down, sr, asio::redirect_error(asio::use_awaitable, ec));
-        } else {
-            co_await http::async_write(ctx.down, res, asio::redirect_error(asio::use_awaitable, ec));
-        }
-        co_return !ec && keep_alive;
+        const bool written = co_await write_json(ctx.down, 200, "{}", req, keep_alive, lim, rec.bytes);
+        co_return written && keep_alive;
     }
     if (head && (r.kind == request_kind::tags || r.kind == request_kind::referrers)) {
         failure refusal = unsupported("HEAD is not supported for " + rec.kind);

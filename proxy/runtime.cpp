@@ -4,13 +4,12 @@
 
 namespace pullgate {
 
-std::shared_ptr<const runtime> make_runtime(config cfg, boost::asio::any_io_executor ex, const runtime* previous,
-                                            metrics& stats) {
+std::shared_ptr<const runtime> make_runtime(config cfg, const runtime* previous, metrics& stats) {
     auto rt = std::make_shared<runtime>();
     rt->stats = &stats;
     rt->credentials = std::make_shared<const credential_store>(load_credentials(cfg));
     rt->credential_keys = rt->credentials->keys();
-    rt->upstream = std::make_unique<upstream_client>(ex, cfg, stats);
+    rt->upstream = std::make_unique<upstream_client>(cfg, stats);
     // Tokens are keyed by credential fingerprint, so changed secrets never reuse old tokens.
     auto tokens = previous ? previous->auth->shared_cache() : std::make_shared<token_cache>();
     rt->auth = std::make_unique<upstream_auth>(*rt->upstream, std::move(tokens), stats);

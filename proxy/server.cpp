@@ -4,7 +4,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -34,16 +33,16 @@ std::string peer_of(const tcp::socket& s) {
 
 }  // namespace
 
-// A session that shutdown must reach. Each session runs on its own strand;
-// the stream and `idle` are only touched there.
+// A session that shutdown must reach. Each session runs on one worker
+// io_context (one thread); the stream and `idle` are only touched there.
 struct server::session_entry {
-    session_strand strand;
+    session_executor ex;
     beast::tcp_stream* stream;
     bool idle;
 };
 
-server::server(asio::io_context& ioc, std::shared_ptr<const runtime> rt)
-    : ioc_(ioc), acceptor_(asio::make_strand(ioc)), rt_(std::move(rt)) {
+server::server(std::vector<asio::io_context*> workers, std::shared_ptr<const runtime> rt)
+    : workers_(std::move(workers)), acceptor_(*workers_.at(0)), rt_(std::move(rt)) {
     const auto& l = rt_.load()->cfg->listen;
     tcp::endpoint ep(asio::ip::make_address(l.host), l.port);
     acceptor_.open(ep.protocol());
@@ -60,10 +59,11 @@ void server::start() {
 void server::swap_runtime(std::shared_ptr<const runtime> rt) { rt_.store(std::move(rt)); }
 
 asio::awaitable<void> server::accept_loop() {
+    std::size_t next_worker = 0;
     while (!stopping_) {
         error_code ec;
-        session_strand strand = asio::make_strand(ioc_);
-        tcp::socket socket(strand);
+        const session_executor ex = workers_[next_worker++ % workers_.size()]->get_executor();
+        tcp::socket socket(ex);
         co_await acceptor_.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
         if (ec == asio::error::operation_aborted || stopping_) break;
         if (ec) {
@@ -73,7 +73,7 @@ asio::awaitable<void> server::accept_loop() {
             co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
             continue;
         }
-        asio::co_spawn(strand, run_session(std::move(socket), strand), [](std::exception_ptr e) {
+        asio::co_spawn(ex, run_session(std::move(socket), ex), [](std::exception_ptr e) {
             if (!e) return;
             try {
                 std::rethrow_exception(e);
@@ -84,7 +84,7 @@ asio::awaitable<void> server::accept_loop() {
     }
 }
 
-asio::awaitable<void> server::run_session(tcp::socket socket, session_strand strand) {
+asio::awaitable<void> server::run_session(tcp::socket socket, session_executor ex) {
     const std::string client = peer_of(socket);
     socket.set_option(tcp::no_delay(true));
     beast::tcp_stream stream(std::move(socket));
@@ -101,7 +101,7 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_strand str
         }
     } guard{sessions_, stats.downstream_connections};
 
-    session_entry entry{strand, &stream, true};
+    session_entry entry{ex, &stream, true};
     const std::uint64_t key = next_session_++;
     {
         std::lock_guard lock(live_mutex_);
@@ -120,8 +120,8 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_strand str
         // Answered without reading the request: a clear 503 instead of a silent reset.
         const failure f = upstream_failure(503, "too many connections: limits.maxConnections reached", "overloaded");
         client_request dummy{http::verb::get, "/", 11};
-        co_await write_error(stream, f, dummy, false, rt->cfg->limits);
         decision_record rec;
+        co_await write_error(stream, f, dummy, false, rt->cfg->limits, rec.bytes);
         rec.ts = std::chrono::system_clock::now();
         rec.client = client;
         rec.decision = "error";
@@ -140,20 +140,22 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_strand str
     error_code ec;
 
     while (!stopping_) {
-        rt = rt_.load();  // every request runs on the snapshot current at its start
-        const limits& lim = rt->cfg->limits;
-        buffer.max_size(lim.max_header_bytes + 4096);
-
         // Idle wait for the first byte of the next request...
         entry.idle = true;
         if (buffer.size() == 0) {
-            stream.expires_after(lim.client_idle_timeout);
+            stream.expires_after(rt->cfg->limits.client_idle_timeout);
             std::size_t n = co_await stream.async_read_some(buffer.prepare(4096),
                                                             asio::redirect_error(asio::use_awaitable, ec));
             buffer.commit(n);
         }
         entry.idle = false;
         if (ec || stopping_) break;
+
+        // Every request runs on the snapshot current when it arrives: a reload
+        // applies to the next request even on a connection that sat idle.
+        rt = rt_.load();
+        const limits& lim = rt->cfg->limits;
+        buffer.max_size(lim.max_header_bytes + 4096);
 
         // ...then the whole header within the header timeout (slow clients cannot hold a slot).
         http::request_parser<http::empty_body> parser;
@@ -181,7 +183,7 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_strand str
             rec.decision = "error";
             rec.reason = f.reason;
             rec.status = f.status;
-            co_await write_error(stream, f, parser.get(), false, lim);
+            co_await write_error(stream, f, parser.get(), false, lim, rec.bytes);
         } else {
             const client_request& req = parser.get();
             rec.method = std::string(req.method_string());
@@ -217,12 +219,12 @@ asio::awaitable<void> server::shutdown(std::chrono::steady_clock::duration grace
     error_code ec;
     acceptor_.close(ec);
 
-    // Runs the cancellation on each session's strand, looking the session up
-    // again there: it may have ended since (its entry is erased on that strand).
+    // Runs the cancellation on each session's thread, looking the session up
+    // again there: it may have ended since (its entry is erased on that thread).
     auto close_sessions = [this](bool idle_only) {
         std::lock_guard lock(live_mutex_);
         for (auto& [key, entry] : live_) {
-            asio::post(entry->strand, [this, key, idle_only] {
+            asio::post(entry->ex, [this, key, idle_only] {
                 std::lock_guard lock(live_mutex_);
                 auto it = live_.find(key);
                 if (it != live_.end() && (!idle_only || it->second->idle)) it->second->stream->socket().cancel();

@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/read.hpp>
@@ -68,6 +69,15 @@ bool is_forbidden_resolution(const asio::ip::address& a) {
     return false;
 }
 
+// Connections are pooled per execution context (worker thread) so that a
+// session only ever reuses connections of its own thread.
+std::string pool_key(const origin& o, const asio::any_io_executor& ex) {
+    const void* context = &asio::query(ex, asio::execution::context);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "#%p", context);
+    return o.key() + buf;
+}
+
 }  // namespace
 
 std::string origin::key() const {
@@ -83,15 +93,16 @@ origin registry_origin(const registry_name& r, const registry_transport* t) {
     return o;
 }
 
-upstream_connection::upstream_connection(asio::any_io_executor ex, ssl::context& ctx, origin o, metrics& stats)
-    : stream_(beast::tcp_stream(ex), ctx), origin_(std::move(o)), stats_(stats) {
+upstream_connection::upstream_connection(asio::any_io_executor ex, ssl::context& ctx, origin o, std::string pool_key,
+                                         metrics& stats)
+    : stream_(beast::tcp_stream(ex), ctx), origin_(std::move(o)), pool_key_(std::move(pool_key)), stats_(stats) {
     ++stats_.upstream_connections;
 }
 
 upstream_connection::~upstream_connection() { --stats_.upstream_connections; }
 
-upstream_client::upstream_client(asio::any_io_executor ex, const config& cfg, metrics& stats)
-    : ex_(std::move(ex)), limits_(cfg.limits), stats_(stats), default_ctx_(ssl::context::tls_client) {
+upstream_client::upstream_client(const config& cfg, metrics& stats)
+    : limits_(cfg.limits), stats_(stats), default_ctx_(ssl::context::tls_client) {
     configure_context(default_ctx_, nullptr);
     for (const auto& [key, transport] : cfg.registries) {
         auto name = parse_registry_name(key);
@@ -111,9 +122,9 @@ ssl::context& upstream_client::context_for(const origin& o) {
     return it == registry_ctx_.end() ? default_ctx_ : *it->second;
 }
 
-std::unique_ptr<upstream_connection> upstream_client::take_idle(const origin& o) {
+std::unique_ptr<upstream_connection> upstream_client::take_idle(const std::string& pool_key) {
     std::lock_guard lock(mutex_);
-    auto it = idle_.find(o.key());
+    auto it = idle_.find(pool_key);
     if (it == idle_.end()) return nullptr;
     auto& list = it->second;
     const auto now = std::chrono::steady_clock::now();
@@ -132,16 +143,17 @@ void upstream_client::release(std::unique_ptr<upstream_connection> c) {
     if (!c) return;
     c->idle_since = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
-    auto& list = idle_[c->where().key()];
+    auto& list = idle_[c->pool_key_];
     if (list.size() >= max_idle_per_origin) list.erase(list.begin());  // drop the oldest
     list.push_back(std::move(c));
 }
 
 asio::awaitable<std::unique_ptr<upstream_connection>> upstream_client::connect(const origin& o, error_code& ec) {
-    auto conn = std::make_unique<upstream_connection>(ex_, context_for(o), o, stats_);
+    auto ex = co_await asio::this_coro::executor;
+    auto conn = std::make_unique<upstream_connection>(ex, context_for(o), o, pool_key(o, ex), stats_);
     auto& tcp = conn->tcp();
 
-    asio::ip::tcp::resolver resolver(ex_);
+    asio::ip::tcp::resolver resolver(ex);
     tcp.expires_after(limits_.upstream_connect_timeout);
     auto resolved = co_await resolver.async_resolve(o.host, std::to_string(o.port),
                                                     asio::redirect_error(asio::use_awaitable, ec));
@@ -183,7 +195,7 @@ asio::awaitable<upstream_response> upstream_client::exchange(const origin& o, up
         ec = {};
         upstream_response out;
         // (no ?: here: GCC 12 mishandles class temporaries of ?: in coroutines)
-        if (attempt == 0) out.connection = take_idle(o);
+        if (attempt == 0) out.connection = take_idle(pool_key(o, co_await asio::this_coro::executor));
         if (!out.connection) {
             out.connection = co_await connect(o, ec);
             if (ec) co_return upstream_response{};

@@ -49,9 +49,15 @@ struct request_context {
 // downstream connection may be kept alive (false after any cut relay).
 boost::asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& record);
 
-// Writes an OCI error response (no body for HEAD). Returns false when the
-// write failed.
+// Writes a small JSON response pullgate makes itself (no body for HEAD) and
+// adds the body bytes written to `body_bytes`. Returns false when the write
+// failed.
+boost::asio::awaitable<bool> write_json(boost::beast::tcp_stream& down, unsigned status, std::string body,
+                                        const client_request& req, bool keep_alive, const limits& lim,
+                                        std::uint64_t& body_bytes);
+
+// write_json of the OCI error body for `f`, with its status.
 boost::asio::awaitable<bool> write_error(boost::beast::tcp_stream& down, const failure& f, const client_request& req,
-                                         bool keep_alive, const limits& lim);
+                                         bool keep_alive, const limits& lim, std::uint64_t& body_bytes);
 
 }  // namespace pullgate

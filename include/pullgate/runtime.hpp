@@ -4,8 +4,6 @@
 
 #include "pullgate/pull_handler.hpp"
 
-#include <boost/asio/any_io_executor.hpp>
-
 #include <memory>
 
 namespace pullgate {
@@ -14,7 +12,6 @@ namespace pullgate {
 // is unchanged, reopening it (logrotate). Throws config_error or
 // std::runtime_error with a message naming what failed; `previous` is then
 // untouched and stays in force.
-std::shared_ptr<const runtime> make_runtime(config cfg, boost::asio::any_io_executor ex, const runtime* previous,
-                                            metrics& stats);
+std::shared_ptr<const runtime> make_runtime(config cfg, const runtime* previous, metrics& stats);
 
 }  // namespace pullgate

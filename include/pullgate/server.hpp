@@ -1,7 +1,9 @@
 // The downstream listener: accepts containerd's connections and runs one
 // session coroutine per connection (read a request, hand it to handle_pull,
-// log the decision, repeat while keep-alive). Holds the current runtime
-// snapshot; a reload swaps it atomically, requests in flight keep theirs.
+// log the decision, repeat while keep-alive). Connections are spread over
+// the worker io_contexts, one thread each, so a session and its upstream
+// connections never change threads. Holds the current runtime snapshot; a
+// reload swaps it atomically, requests in flight keep theirs.
 #pragma once
 
 #include "pullgate/pull_handler.hpp"
@@ -10,7 +12,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -18,13 +19,16 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 namespace pullgate {
 
 class server {
 public:
-    // Binds the listen address of `rt`'s config. Throws boost::system::system_error.
-    server(boost::asio::io_context& ioc, std::shared_ptr<const runtime> rt);
+    // Binds the listen address of `rt`'s config; accepts on workers[0] and
+    // hands connections round-robin to all `workers`. Throws
+    // boost::system::system_error.
+    server(std::vector<boost::asio::io_context*> workers, std::shared_ptr<const runtime> rt);
 
     // Starts accepting (spawns the accept loop on the io_context).
     void start();
@@ -41,13 +45,13 @@ public:
     boost::asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
 
 private:
-    using session_strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+    using session_executor = boost::asio::io_context::executor_type;
     struct session_entry;
 
     boost::asio::awaitable<void> accept_loop();
-    boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket, session_strand strand);
+    boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket, session_executor ex);
 
-    boost::asio::io_context& ioc_;
+    std::vector<boost::asio::io_context*> workers_;
     boost::asio::ip::tcp::acceptor acceptor_;
     std::atomic<std::shared_ptr<const runtime>> rt_;
     std::atomic<std::size_t> sessions_{0};

@@ -1,8 +1,9 @@
 // Connections to upstream registries: HTTPS verified against the system CAs
 // plus a per-registry CA file (or plain HTTP where configured), pooled and
 // kept alive, and one request/response-header exchange with the retry rule of
-// DESIGN §9. All coroutines run on the io_context's executor; the pool is
-// shared by every thread and locked inside.
+// DESIGN §9. Connections are created on the calling coroutine's executor and
+// pooled per execution context (each worker thread reuses its own); the pool
+// is locked inside.
 #pragma once
 
 #include "pullgate/config.hpp"
@@ -45,7 +46,8 @@ origin registry_origin(const registry_name& r, const registry_transport* t);
 // One connection, used by one request at a time.
 class upstream_connection {
 public:
-    upstream_connection(boost::asio::any_io_executor ex, boost::asio::ssl::context& ctx, origin o, metrics& stats);
+    upstream_connection(boost::asio::any_io_executor ex, boost::asio::ssl::context& ctx, origin o, std::string pool_key,
+                        metrics& stats);
     ~upstream_connection();
     upstream_connection(const upstream_connection&) = delete;
     upstream_connection& operator=(const upstream_connection&) = delete;
@@ -58,7 +60,9 @@ public:
         return origin_.tls ? f(stream_) : f(stream_.next_layer());
     }
 
-    boost::beast::flat_buffer buffer;  // read buffer; lives with the connection
+    // Read buffer; lives with the connection. Bounded: a TLS record is at most
+    // 16 KiB of plaintext, and response headers must fit too.
+    boost::beast::flat_buffer buffer{32 * 1024};
     std::chrono::steady_clock::time_point idle_since{};
     bool reused = false;
 
@@ -66,6 +70,7 @@ private:
     friend class upstream_client;
     boost::beast::ssl_stream<boost::beast::tcp_stream> stream_;
     origin origin_;
+    std::string pool_key_;  // origin + execution context
     metrics& stats_;
 };
 
@@ -83,7 +88,7 @@ class upstream_client {
 public:
     // Builds the TLS contexts. Throws config_error when a CA file, client
     // certificate or key cannot be loaded.
-    upstream_client(boost::asio::any_io_executor ex, const config& cfg, metrics& stats);
+    explicit upstream_client(const config& cfg, metrics& stats);
     ~upstream_client();
 
     // Sends `req` to `o` and reads the response header. A request that fails
@@ -106,10 +111,9 @@ public:
 private:
     boost::asio::awaitable<std::unique_ptr<upstream_connection>> connect(const origin& o,
                                                                          boost::system::error_code& ec);
-    std::unique_ptr<upstream_connection> take_idle(const origin& o);
+    std::unique_ptr<upstream_connection> take_idle(const std::string& pool_key);
     boost::asio::ssl::context& context_for(const origin& o);
 
-    boost::asio::any_io_executor ex_;
     struct limits limits_;
     metrics& stats_;
     boost::asio::ssl::context default_ctx_;
