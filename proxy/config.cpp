@@ -189,7 +189,11 @@ config parse_config(std::string_view yaml_text, std::string_view source) {
     }
     config cfg;
     cfg.source = std::string(source);
-    if (root.IsNull()) return cfg;  // an empty file: all defaults, deny everything
+    // An empty file is far more often a failed write than a wish to deny
+    // everything; a reload must not turn it into a deny-all.
+    if (root.IsNull())
+        throw config_error(std::string(source.empty() ? "<config>" : source) +
+                           ": the config is empty (write at least `listen:`; an empty allowlist denies everything)");
     expect_map(ctx, root, "<root>");
     reject_unknown_keys(ctx, root, "",
                         {"listen", "adminListen", "containerRegistry", "credentialsFile", "defaultRegistry",

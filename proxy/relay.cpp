@@ -1,12 +1,20 @@
 #include "pullgate/relay.hpp"
 
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
+#include <variant>
 #include <string_view>
 
 namespace pullgate {
@@ -14,6 +22,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using boost::system::error_code;
+using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
@@ -32,6 +41,110 @@ bool is_rate_limit_header(std::string_view name) {
         return name.size() >= prefix.size() && beast::iequals(name.substr(0, prefix.size()), prefix);
     };
     return starts("RateLimit-") || starts("X-RateLimit-") || starts("Docker-RateLimit-");
+}
+
+// Which side a raw relay is blocked on, and since when (for the watchdog).
+struct relay_clock {
+    enum class side { none, upstream, client } waiting = side::none;
+    std::chrono::steady_clock::time_point since{};
+    bool timed_out = false;
+};
+
+// Cuts the relay when one side makes no progress for its limit: checks once
+// a second; cancelling the sockets ends the relay's pending wait.
+asio::awaitable<void> watch_relay(relay_clock& clock, asio::ip::tcp::socket& up, asio::ip::tcp::socket& down,
+                                  const limits& lim) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (true) {
+        timer.expires_after(std::chrono::seconds(1));
+        co_await timer.async_wait(asio::use_awaitable);  // throws when the relay ends first
+        const auto limit =
+            clock.waiting == relay_clock::side::upstream ? lim.upstream_stall_timeout : lim.client_idle_timeout;
+        if (clock.waiting != relay_clock::side::none && std::chrono::steady_clock::now() - clock.since > limit) {
+            clock.timed_out = true;
+            error_code ignored;
+            up.cancel(ignored);
+            down.cancel(ignored);
+        }
+    }
+}
+
+// The body of a Content-Length response, moved with non-blocking reads and
+// writes: decrypt as many TLS records as are there (up to the buffer), hash,
+// write, and only wait on the event loop when a socket is not ready. This
+// keeps a relay to a few event-loop turns per buffer instead of a chain of
+// composed-operation completions per TLS record.
+asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast::tcp_stream& down,
+                                               std::uint64_t remaining, digester* verify, std::span<char> buffer,
+                                               relay_clock& clock) {
+    relay_result result;
+    auto& up_socket = conn.tcp().socket();
+    auto& down_socket = down.socket();
+    error_code ec;
+    up_socket.non_blocking(true, ec);
+    down_socket.non_blocking(true, ec);
+    if (ec) {
+        result.failure = "client_closed";
+        co_return result;
+    }
+    auto wait = [&](asio::ip::tcp::socket& s, asio::socket_base::wait_type what, relay_clock::side side) {
+        clock.waiting = side;
+        clock.since = std::chrono::steady_clock::now();
+        return s.async_wait(what, asio::redirect_error(asio::use_awaitable, ec));
+    };
+
+    while (remaining > 0) {
+        std::size_t fill = 0;
+        // Body bytes that arrived with the header are already decrypted in the connection's buffer.
+        if (conn.buffer.size() > 0) {
+            fill = asio::buffer_copy(asio::buffer(buffer.data(), std::min<std::uint64_t>(buffer.size(), remaining)),
+                                     conn.buffer.data());
+            conn.buffer.consume(fill);
+        }
+        while (fill < buffer.size() && fill < remaining) {
+            const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size() - fill, remaining - fill));
+            const std::size_t n = conn.visit([&](auto& s) { return s.read_some(asio::buffer(buffer.data() + fill, want), ec); });
+            fill += n;
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                ec = {};
+                if (fill > 0) break;  // relay what we have, read more afterwards
+                co_await wait(up_socket, asio::socket_base::wait_read, relay_clock::side::upstream);
+                if (ec) break;
+                continue;
+            }
+            if (ec || n == 0) break;
+        }
+        if (ec || fill == 0) {
+            result.failure = clock.timed_out ? "upstream_timeout" : "upstream_reset";
+            co_return result;
+        }
+        remaining -= fill;
+        if (verify) {
+            verify->update(buffer.first(fill));
+            // Withhold the final bytes: the client must never complete a wrong blob.
+            if (remaining == 0 && !verify->matches()) {
+                result.failure = "digest_mismatch";
+                result.actual_digest = verify->actual();
+                co_return result;
+            }
+        }
+        std::size_t sent = 0;
+        while (sent < fill) {
+            sent += down_socket.write_some(asio::buffer(buffer.data() + sent, fill - sent), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                ec = {};
+                co_await wait(down_socket, asio::socket_base::wait_write, relay_clock::side::client);
+            }
+            if (ec) {
+                result.failure = clock.timed_out ? "client_timeout" : "client_closed";
+                co_return result;
+            }
+        }
+        clock.waiting = relay_clock::side::none;
+        result.bytes += fill;
+    }
+    result.complete = true;
+    co_return result;
 }
 
 }  // namespace
@@ -78,6 +191,18 @@ asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& do
     if (header_only) {
         result.complete = true;
         result.upstream_reusable = parser.is_done() && parser.keep_alive();
+        co_return result;
+    }
+
+    // The common case (blobs and manifests with a Content-Length): the fast path.
+    if (!parser.chunked() && parser.content_length() && !parser.is_done()) {
+        relay_clock clock;
+        auto outcome = co_await (relay_sized_body(conn, down, *parser.content_length(), verify, buffer, clock) ||
+                                 watch_relay(clock, conn.tcp().socket(), down.socket(), lim));
+        result = std::get<0>(std::move(outcome));
+        // The raw path read exactly Content-Length bytes: the connection sits at
+        // a message boundary and may be reused if the upstream keeps it alive.
+        result.upstream_reusable = result.complete && parser.keep_alive() && conn.buffer.size() == 0;
         co_return result;
     }
 

@@ -242,22 +242,27 @@ TEST_CASE("parse_config: absent keys keep their defaults") {
     }
 }
 
-TEST_CASE("parse_config: an empty document is valid and denies everything") {
+TEST_CASE("parse_config: an empty document is refused (a truncated file must not reload as deny-all)") {
     const std::vector<std::string> documents = {"", "\n", "# nothing configured yet\n", "---\n", "~\n"};
-    const std::vector<std::string> registries = {"docker.io", "ghcr.io", "127.0.0.1:15443", "quay.io"};
     for (const auto& yaml : documents) {
         CAPTURE(yaml);
-        const config cfg = parse_config(yaml, source);
-        CHECK(cfg.source == source);
-        CHECK(cfg.allow_list.empty());
-        CHECK(cfg.credentials_file.empty());
-        CHECK_FALSE(cfg.default_registry.has_value());
-        for (const auto& r : registries) {
-            CAPTURE(r);
-            auto d = decide(cfg.allow_list, {}, name(r), "library/alpine");
-            CHECK_FALSE(d.allowed);
-            CHECK(d.reason == "not_allowlisted");
-        }
+        const std::string what = error_of(yaml);
+        CHECK(what.starts_with(source + ":"));
+        CHECK(what.find("empty") != std::string::npos);
+        CHECK_THROWS_AS(parse_config(yaml, source), config_error);
+    }
+}
+
+TEST_CASE("parse_config: a config with only a listen address denies everything") {
+    const config cfg = parse_config("listen: 127.0.0.1:5000\n", source);
+    CHECK(cfg.allow_list.empty());
+    CHECK(cfg.credentials_file.empty());
+    CHECK_FALSE(cfg.default_registry.has_value());
+    for (const auto& r : {"docker.io", "ghcr.io", "127.0.0.1:15443", "quay.io"}) {
+        CAPTURE(r);
+        auto d = decide(cfg.allow_list, {}, name(r), "library/alpine");
+        CHECK_FALSE(d.allowed);
+        CHECK(d.reason == "not_allowlisted");
     }
 }
 

@@ -66,7 +66,8 @@ struct config {
 };
 
 // Parses and validates YAML text. Throws config_error naming `source`, the
-// line and column, and the key. Unknown keys are errors (they are typos).
+// line and column, and the key. Unknown keys are errors (they are typos), so
+// are keys given twice and an empty document.
 config parse_config(std::string_view yaml_text, std::string_view source);
 
 // Reads and parses `path`. Throws config_error (also when unreadable).
