@@ -19,6 +19,7 @@ The last line printed is ``N passed, N failed``; exit status 0 only if all passe
 import argparse
 import copy
 import hashlib
+import concurrent.futures
 import json
 import os
 import re
@@ -767,6 +768,23 @@ class E_Metrics(OpsTest):
         client.close()
         h.wait_for(lambda: gauge() == 0, 5, what="the gauge to drop to 0")
 
+    def test_e4_tls_sessions_resumed_on_new_upstream_connections(self):
+        """A new upstream connection to an origin pullgate has talked to
+        resumes the TLS session (new connections open whenever the pool has
+        none idle, e.g. for parallel layer downloads)."""
+        pg, reg_a = new_pullgate(), E["reg_a"]
+        path = ops.pg_path("ops/small", "manifests", "v1", reg_a.host)
+        handshakes = lambda resumed: ops.scrape(pg.admin_port).value(  # noqa: E731
+            "pullgate_upstream_tls_handshakes_total", resumed=resumed)
+        accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+        self.assertEqual(ops.fetch_once(pg.port, path, headers=accept).status, 200)
+        self.assertEqual((handshakes("false"), handshakes("true")), (1, 0), "one connection, one full handshake")
+        # Concurrent requests need more connections than the one pooled.
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(lambda _: ops.fetch_once(pg.port, path, headers=accept).status, range(6)))
+        self.assertEqual(statuses, [200] * 6)
+        self.assertEqual(handshakes("false"), 1, "new connections must resume, not start over")
+        self.assertGreater(handshakes("true"), 0)
 
 # --------------------------------------------------------------------------
 # 6. SIGTERM drains

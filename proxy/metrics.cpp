@@ -77,7 +77,11 @@ std::string metrics::render(std::uint64_t token_cache_hits, std::string_view ver
        << "# HELP pullgate_config_reloads_total Configuration reloads, by result.\n"
        << "# TYPE pullgate_config_reloads_total counter\n"
        << "pullgate_config_reloads_total{result=\"success\"} " << reloads_ok_.load() << "\n"
-       << "pullgate_config_reloads_total{result=\"failure\"} " << reloads_failed_.load() << "\n";
+       << "pullgate_config_reloads_total{result=\"failure\"} " << reloads_failed_.load() << "\n"
+       << "# HELP pullgate_upstream_tls_handshakes_total TLS handshakes with upstreams, by session resumption.\n"
+       << "# TYPE pullgate_upstream_tls_handshakes_total counter\n"
+       << "pullgate_upstream_tls_handshakes_total{resumed=\"false\"} " << tls_full_.load() << "\n"
+       << "pullgate_upstream_tls_handshakes_total{resumed=\"true\"} " << tls_resumed_.load() << "\n";
     return os.str();
 }
 

@@ -31,7 +31,24 @@ bool is_ip_literal(const std::string& host) {
     return boost::urls::parse_ipv4_address(host).has_value() || boost::urls::parse_ipv6_address(host).has_value();
 }
 
+// SSL ex_data slots: the session cache and the origin key of a connection.
+int cache_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+int key_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+
+int on_new_session(SSL* ssl, SSL_SESSION* session);
+
 void configure_context(ssl::context& ctx, const registry_transport* t) {
+    // Resume TLS sessions on new connections to an origin (new connections
+    // open whenever the pool has none idle): sessions arrive through the
+    // callback, also TLS 1.3 tickets sent after the handshake.
+    SSL_CTX_set_session_cache_mode(ctx.native_handle(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx.native_handle(), on_new_session);
     ctx.set_verify_mode(ssl::verify_peer);
     ctx.set_default_verify_paths();
     ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
@@ -80,6 +97,38 @@ std::string pool_key(const origin& o, const asio::any_io_executor& ex) {
 
 }  // namespace
 
+struct upstream_client::session_cache {
+    std::mutex mutex;
+    std::map<std::string, SSL_SESSION*> by_origin;
+
+    ~session_cache() {
+        for (auto& [key, s] : by_origin) SSL_SESSION_free(s);
+    }
+    // Takes ownership of `s`.
+    void put(const std::string& key, SSL_SESSION* s) {
+        std::lock_guard lock(mutex);
+        auto& slot = by_origin[key];
+        if (slot) SSL_SESSION_free(slot);
+        slot = s;
+    }
+    // Sets the cached session, if any, on `ssl` for resumption.
+    void resume(const std::string& key, SSL* ssl) {
+        std::lock_guard lock(mutex);
+        auto it = by_origin.find(key);
+        if (it != by_origin.end() && SSL_SESSION_is_resumable(it->second)) SSL_set_session(ssl, it->second);
+    }
+};
+
+namespace {
+int on_new_session(SSL* ssl, SSL_SESSION* session) {
+    auto* cache = static_cast<upstream_client::session_cache*>(SSL_get_ex_data(ssl, cache_index()));
+    auto* key = static_cast<const std::string*>(SSL_get_ex_data(ssl, key_index()));
+    if (!cache || !key) return 0;
+    cache->put(*key, session);
+    return 1;  // we own it now
+}
+}  // namespace
+
 std::string origin::key() const {
     return std::string(tls ? "https://" : "http://") + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
            ":" + std::to_string(port);
@@ -102,7 +151,8 @@ upstream_connection::upstream_connection(asio::any_io_executor ex, ssl::context&
 upstream_connection::~upstream_connection() { --stats_.upstream_connections; }
 
 upstream_client::upstream_client(const config& cfg, metrics& stats)
-    : limits_(cfg.limits), stats_(stats), default_ctx_(ssl::context::tls_client) {
+    : limits_(cfg.limits), stats_(stats), default_ctx_(ssl::context::tls_client),
+      sessions_(std::make_unique<session_cache>()) {
     configure_context(default_ctx_, nullptr);
     for (const auto& [key, transport] : cfg.registries) {
         auto name = parse_registry_name(key);
@@ -181,10 +231,15 @@ asio::awaitable<std::unique_ptr<upstream_connection>> upstream_client::connect(c
             co_return nullptr;
         }
         conn->stream_.set_verify_callback(ssl::host_name_verification(o.host));
+        conn->tls_key_ = o.key();
+        SSL_set_ex_data(native, cache_index(), sessions_.get());
+        SSL_set_ex_data(native, key_index(), &conn->tls_key_);
+        sessions_->resume(conn->tls_key_, native);
         tcp.expires_after(limits_.upstream_connect_timeout);
         co_await conn->stream_.async_handshake(ssl::stream_base::client,
                                                asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return nullptr;
+        stats_.count_tls_handshake(SSL_session_reused(native) == 1);
     }
     co_return conn;
 }

@@ -26,6 +26,7 @@ public:
     void observe_upstream_latency(double seconds);
     void count_token_fetch() { token_fetches_++; }
     void count_reload(bool ok) { (ok ? reloads_ok_ : reloads_failed_)++; }
+    void count_tls_handshake(bool resumed) { (resumed ? tls_resumed_ : tls_full_)++; }
 
     std::atomic<std::int64_t> downstream_connections{0};
     std::atomic<std::int64_t> upstream_connections{0};
@@ -45,6 +46,8 @@ private:
     std::atomic<std::uint64_t> token_fetches_{0};
     std::atomic<std::uint64_t> reloads_ok_{0};
     std::atomic<std::uint64_t> reloads_failed_{0};
+    std::atomic<std::uint64_t> tls_full_{0};
+    std::atomic<std::uint64_t> tls_resumed_{0};
 };
 
 }  // namespace pullgate

@@ -71,6 +71,7 @@ private:
     boost::beast::ssl_stream<boost::beast::tcp_stream> stream_;
     origin origin_;
     std::string pool_key_;  // origin + execution context
+    std::string tls_key_;   // origin key, read by the TLS new-session callback
     metrics& stats_;
 };
 
@@ -108,6 +109,10 @@ public:
 
     const struct limits& limits() const { return limits_; }
 
+    // TLS sessions per origin, for resumption on new connections (defined in
+    // the .cpp; public only for OpenSSL's new-session callback).
+    struct session_cache;
+
 private:
     boost::asio::awaitable<std::unique_ptr<upstream_connection>> connect(const origin& o,
                                                                          boost::system::error_code& ec);
@@ -120,6 +125,7 @@ private:
     std::map<std::string, std::unique_ptr<boost::asio::ssl::context>> registry_ctx_;  // by origin key
     std::mutex mutex_;
     std::map<std::string, std::vector<std::unique_ptr<upstream_connection>>> idle_;
+    std::unique_ptr<session_cache> sessions_;
 };
 
 }  // namespace pullgate
