@@ -63,6 +63,9 @@ credential_store parse_credentials(std::string_view json_text, std::string_view 
     } catch (const nlohmann::json::parse_error& e) {
         // e.byte says where; the text around it may be a secret, so it is not quoted.
         throw config_error(src + ": invalid JSON at byte " + std::to_string(e.byte));
+    } catch (const nlohmann::json::exception&) {
+        // e.g. out_of_range for a number overflowing a double (found by fuzzing)
+        throw config_error(src + ": invalid JSON (a number out of range)");
     }
     if (!doc.is_object()) throw config_error(src + ": expected a JSON object with \"auths\"");
     std::vector<credential> entries;

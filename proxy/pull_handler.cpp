@@ -228,9 +228,12 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     for (unsigned hop = 0;;) {
         up = co_await ctx.rt.upstream->exchange(where, up_req, head, ec);
         if (ec) {
-            spdlog::warn("[{}] upstream {} unreachable: {}", ctx.id, where.key(), ec.message());
-            failure refusal = upstream_failure(
-                502, "upstream registry " + registry.key() + " unreachable: " + ec.message(), "upstream_unreachable");
+            spdlog::warn("[{}] upstream {} failed: {}", ctx.id, where.key(), ec.message());
+            // A timeout means it was reached but did not answer in time.
+            std::string reason = "upstream_unreachable";
+            if (ec == beast::error::timeout) reason = "upstream_timeout";
+            failure refusal =
+                upstream_failure(502, "upstream registry " + registry.key() + " failed: " + ec.message(), reason);
             co_return co_await refuse(std::move(refusal), "error");
         }
         const unsigned status = up.parser->get().result_int();

@@ -206,44 +206,67 @@ asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& do
         co_return result;
     }
 
+    // Chunked (or otherwise unsized) bodies: the end shows only after the
+    // last data, so each read is held back until the next one arrives. On a
+    // digest mismatch the final read's bytes are never sent.
+    const std::size_t half = buffer.size() / 2;
+    const std::array<std::span<char>, 2> halves = {buffer.first(half), buffer.subspan(half, half)};
+    std::size_t current = 0;
+    std::size_t pending = 0;  // unsent bytes in halves[1 - current]
+    auto write_out = [&](std::span<char> data, bool more) -> asio::awaitable<bool> {
+        header.body().data = data.empty() ? nullptr : data.data();
+        header.body().size = data.size();
+        header.body().more = more;
+        down.expires_after(lim.client_idle_timeout);
+        co_await http::async_write(down, sr, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) co_return false;
+        result.bytes += data.size();
+        co_return true;
+    };
     while (true) {
         std::size_t n = 0;
+        const std::span<char> into = halves[current];
         if (!parser.is_done()) {
-            parser.get().body().data = buffer.data();
-            parser.get().body().size = buffer.size();
+            parser.get().body().data = into.data();
+            parser.get().body().size = into.size();
+            // read_some, not read: the stall timeout must measure time without
+            // progress, not the time a slow upstream takes to fill the buffer.
             conn.tcp().expires_after(lim.upstream_stall_timeout);
             co_await conn.visit([&](auto& s) {
-                return http::async_read(s, conn.buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+                return http::async_read_some(s, conn.buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
             });
             if (ec == http::error::need_buffer) ec = {};
             if (ec) {
                 result.failure = ec == beast::error::timeout ? "upstream_timeout" : "upstream_reset";
                 co_return result;
             }
-            n = buffer.size() - parser.get().body().size;
+            n = into.size() - parser.get().body().size;
         }
         const bool last = parser.is_done();
         if (verify) {
-            verify->update(buffer.first(n));
-            // Withhold the final bytes: the client must never complete a wrong blob.
+            verify->update(into.first(n));
             if (last && !verify->matches()) {
                 result.failure = "digest_mismatch";
                 result.actual_digest = verify->actual();
                 co_return result;
             }
         }
-        header.body().data = n ? buffer.data() : nullptr;
-        header.body().size = n;
-        header.body().more = !last;
-        down.expires_after(lim.client_idle_timeout);
-        co_await http::async_write(down, sr, asio::redirect_error(asio::use_awaitable, ec));
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec) {
+        if (n == 0 && !last) continue;  // framing only (a chunk header): nothing to pass on yet
+        if (pending > 0 && !co_await write_out(halves[1 - current].first(pending), true)) {
             result.failure = "client_closed";
             co_return result;
         }
-        result.bytes += n;
-        if (last) break;
+        pending = 0;
+        if (last) {
+            if (!co_await write_out(into.first(n), false)) {
+                result.failure = "client_closed";
+                co_return result;
+            }
+            break;
+        }
+        pending = n;
+        current = 1 - current;
     }
     result.complete = true;
     result.upstream_reusable = parser.keep_alive();

@@ -134,21 +134,23 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_executor e
         co_return;
     }
 
-    std::unique_ptr<char[]> relay_buffer;
-    std::size_t relay_buffer_size = 0;
     beast::flat_buffer buffer;
     error_code ec;
 
+    bool first_request = true;
     while (!stopping_) {
-        // Idle wait for the first byte of the next request...
+        // Idle wait for the first byte of the next request (a new connection
+        // that sends nothing gets only the header timeout)...
         entry.idle = true;
         if (buffer.size() == 0) {
-            stream.expires_after(rt->cfg->limits.client_idle_timeout);
+            stream.expires_after(first_request ? rt->cfg->limits.client_header_timeout
+                                               : rt->cfg->limits.client_idle_timeout);
             std::size_t n = co_await stream.async_read_some(buffer.prepare(4096),
                                                             asio::redirect_error(asio::use_awaitable, ec));
             buffer.commit(n);
         }
         entry.idle = false;
+        first_request = false;
         if (ec || stopping_) break;
 
         // Every request runs on the snapshot current when it arrives: a reload
@@ -187,11 +189,11 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_executor e
         } else {
             const client_request& req = parser.get();
             rec.method = std::string(req.method_string());
-            if (!relay_buffer || relay_buffer_size != lim.relay_buffer_bytes) {
-                relay_buffer_size = lim.relay_buffer_bytes;
-                relay_buffer = std::make_unique<char[]>(relay_buffer_size);
-            }
-            request_context ctx{*rt, req, stream, std::span<char>(relay_buffer.get(), relay_buffer_size), client, rec.id};
+            // The relay buffer lives for one request: idle keep-alive
+            // connections (containerd keeps many) hold no relay memory.
+            auto relay_buffer = std::make_unique_for_overwrite<char[]>(lim.relay_buffer_bytes);
+            const std::span<char> relay_span(relay_buffer.get(), lim.relay_buffer_bytes);
+            request_context ctx{*rt, req, stream, relay_span, client, rec.id};
             try {
                 keep_alive = co_await handle_pull(ctx, rec);
             } catch (const std::exception& e) {

@@ -31,8 +31,11 @@ boost::system::result<token_response, std::string> parse_token_response(std::str
     }
     if (out.token.empty()) return error_text{"token response has neither token nor access_token"};
     if (auto it = doc.find("expires_in"); it != doc.end() && it->is_number()) {
-        auto secs = it->is_number_float() ? static_cast<std::int64_t>(it->get<double>()) : it->get<std::int64_t>();
-        if (secs > 0) out.expires_in = std::chrono::seconds(std::min(secs, max_token_lifetime));
+        // Clamp before converting: a double beyond int64's range is undefined
+        // behaviour to cast (found by fuzzing); so is reading a huge unsigned as signed.
+        double secs = it->get<double>();
+        if (secs >= 1) out.expires_in = std::chrono::seconds(static_cast<std::int64_t>(
+                           std::min(secs, static_cast<double>(max_token_lifetime))));
     }
     return out;
 }
