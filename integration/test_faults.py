@@ -38,7 +38,6 @@ Run: /usr/bin/python3 integration/test_faults.py --pullgate build/pullgate [-k P
 The last line printed is ``N passed, N failed``; exit status 0 only if all passed.
 """
 
-import argparse
 import hashlib
 import http.client
 import json
@@ -796,26 +795,7 @@ class Z_NoBypass(FaultTest):
 
 
 def main() -> int:
-    global PULLGATE_BINARY
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pullgate", required=True, help="path to the pullgate binary")
-    ap.add_argument("-k", action="append", default=None, metavar="PATTERN",
-                    help="only run tests matching PATTERN (unittest -k)")
-    ap.add_argument("--keep", action="store_true", help="keep temp dirs (PULLGATE_IT_KEEP=1)")
-    ap.add_argument("-q", "--quiet", action="store_true")
-    args = ap.parse_args()
-    PULLGATE_BINARY = os.path.abspath(args.pullgate)
-    if args.keep:
-        os.environ["PULLGATE_IT_KEEP"] = "1"
-    print(f"network namespace: {h.enter_private_netns('pullgate-faults')}")
-    loader = unittest.TestLoader()
-    if args.k:
-        loader.testNamePatterns = [p if "*" in p else f"*{p}*" for p in args.k]
-    suite = loader.loadTestsFromModule(sys.modules[__name__])
-    t0 = time.monotonic()
-    rc = h.run_suite(suite, verbosity=1 if args.quiet else 2)
-    print(f"total {time.monotonic() - t0:.1f}s", file=sys.stderr)
-    return rc
+    return h.suite_main(sys.modules[__name__], "pullgate-faults")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Run: /usr/bin/python3 integration/test_load.py --pullgate build/pullgate [--quic
 The last line printed is ``N passed, N failed``; exit status 0 only if all passed.
 """
 
-import argparse
 import asyncio
 import os
 import random
@@ -545,32 +544,18 @@ class D_Soak(LoadTest):
 
 
 def main() -> int:
-    global PULLGATE_BINARY, QUICK, CONTROL
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pullgate", required=True, help="path to the pullgate binary")
-    ap.add_argument("--quick", action="store_true", help=f"soak {SOAK_SECONDS_QUICK}s, not {SOAK_SECONDS}s")
-    ap.add_argument("--control", action="store_true",
-                    help="also run the (a) load straight against the registry, for comparison")
-    ap.add_argument("-k", action="append", default=None, metavar="PATTERN",
-                    help="only run tests matching PATTERN (unittest -k)")
-    ap.add_argument("--keep", action="store_true", help="keep temp dirs (PULLGATE_IT_KEEP=1)")
-    ap.add_argument("-q", "--quiet", action="store_true")
-    args = ap.parse_args()
-    PULLGATE_BINARY = os.path.abspath(args.pullgate)
-    QUICK, CONTROL = args.quick, args.control
-    if args.keep:
-        os.environ["PULLGATE_IT_KEEP"] = "1"
-    print(f"network namespace: {h.enter_private_netns('pullgate-load')}")
-    # before anything is started: pullgate and the registry inherit it
-    print("RLIMIT_NOFILE (soft, hard): %s" % (fs.raise_nofile(NOFILE),))
-    loader = unittest.TestLoader()
-    if args.k:
-        loader.testNamePatterns = [p if "*" in p else f"*{p}*" for p in args.k]
-    suite = loader.loadTestsFromModule(sys.modules[__name__])
-    t0 = time.monotonic()
-    rc = h.run_suite(suite, verbosity=1 if args.quiet else 2)
-    print(f"total {time.monotonic() - t0:.1f}s", file=sys.stderr)
-    return rc
+    def add_args(ap):
+        ap.add_argument("--quick", action="store_true", help=f"soak {SOAK_SECONDS_QUICK}s, not {SOAK_SECONDS}s")
+        ap.add_argument("--control", action="store_true",
+                        help="also run the (a) load straight against the registry, for comparison")
+
+    def setup(args):
+        global QUICK, CONTROL
+        QUICK, CONTROL = args.quick, args.control
+        # before anything is started: pullgate and the registry inherit it
+        print("RLIMIT_NOFILE (soft, hard): %s" % (fs.raise_nofile(NOFILE),))
+
+    return h.suite_main(sys.modules[__name__], "pullgate-load", add_args, setup)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Run: /usr/bin/python3 integration/test_ops.py --pullgate build/pullgate \
 The last line printed is ``N passed, N failed``; exit status 0 only if all passed.
 """
 
-import argparse
 import copy
 import hashlib
 import concurrent.futures
@@ -1037,30 +1036,16 @@ class G_CommandLine(OpsTest):
 
 
 def main() -> int:
-    global PULLGATE_BINARY, UNIT_FILE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pullgate", required=True, help="path to the pullgate binary")
-    ap.add_argument("--unit", default=None,
-                    help="the configured pullgate.service (default: next to the binary)")
-    ap.add_argument("-k", action="append", default=None, metavar="PATTERN",
-                    help="only run tests matching PATTERN (unittest -k)")
-    ap.add_argument("--keep", action="store_true", help="keep temp dirs (PULLGATE_IT_KEEP=1)")
-    ap.add_argument("-q", "--quiet", action="store_true")
-    args = ap.parse_args()
-    PULLGATE_BINARY = os.path.abspath(args.pullgate)
-    UNIT_FILE = os.path.abspath(args.unit or os.path.join(os.path.dirname(PULLGATE_BINARY),
-                                                          "pullgate.service"))
-    if args.keep:
-        os.environ["PULLGATE_IT_KEEP"] = "1"
-    print(f"network namespace: {h.enter_private_netns('pullgate-ops')}")
-    loader = unittest.TestLoader()
-    if args.k:
-        loader.testNamePatterns = [p if "*" in p else f"*{p}*" for p in args.k]
-    suite = loader.loadTestsFromModule(sys.modules[__name__])
-    t0 = time.monotonic()
-    code = h.run_suite(suite, verbosity=1 if args.quiet else 2)
-    print(f"test_ops took {time.monotonic() - t0:.1f}s")
-    return code
+    def add_args(ap):
+        ap.add_argument("--unit", default=None,
+                        help="the configured pullgate.service (default: next to the binary)")
+
+    def set_unit(args):
+        global UNIT_FILE
+        UNIT_FILE = os.path.abspath(args.unit or os.path.join(os.path.dirname(PULLGATE_BINARY),
+                                                              "pullgate.service"))
+
+    return h.suite_main(sys.modules[__name__], "pullgate-ops", add_args, set_unit)
 
 
 if __name__ == "__main__":
