@@ -95,6 +95,11 @@ if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, _sigterm_to_exit)
 
 
+# Set by CMake for a PULLGATE_SANITIZE build: ASan's shadow memory and
+# quarantine make RSS figures meaningless, so memory bounds are not asserted.
+SANITIZED = bool(os.environ.get("PULLGATE_SANITIZED"))
+
+
 def keep_temp() -> bool:
     """True when PULLGATE_IT_KEEP=1 asks to keep temp dirs for debugging."""
     return os.environ.get("PULLGATE_IT_KEEP", "") not in ("", "0")

@@ -14,7 +14,23 @@ namespace pullgate {
 namespace {
 
 // Standard base64 (with or without padding, as docker writes it), via OpenSSL EVP.
+// Strict standard base64, as docker decodes `auth`: the alphabet, at most two
+// '=' and only at the end, a length a whole encoding can have. OpenSSL's
+// decoder alone is lenient and would turn "dTpw=" into a wrong password.
+bool is_strict_base64(std::string_view in) {
+    std::size_t pad = 0;
+    while (pad < in.size() && in[in.size() - 1 - pad] == '=') ++pad;
+    if (pad > 2) return false;
+    const std::string_view data = in.substr(0, in.size() - pad);
+    for (char c : data)
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/'))
+            return false;
+    if (pad > 0) return in.size() % 4 == 0;
+    return data.size() % 4 != 1;  // unpadded: 4n, 4n+2 or 4n+3 characters
+}
+
 std::optional<std::string> decode_base64(std::string_view in) {
+    if (!is_strict_base64(in)) return std::nullopt;
     std::string padded(in);
     while (padded.size() % 4 != 0) padded += '=';
     std::string out(padded.size() / 4 * 3, '\0');
@@ -26,6 +42,16 @@ std::optional<std::string> decode_base64(std::string_view in) {
     for (auto it = padded.rbegin(); it != padded.rend() && *it == '='; ++it) ++pad;
     out.resize(static_cast<std::size_t>(n) - std::min<std::size_t>(pad, 2));
     return out;
+}
+
+// A key written as https://user:password@host must not put the password
+// into an error message.
+std::string redact_userinfo(const std::string& key) {
+    const auto at = key.find('@');
+    if (at == std::string::npos) return key;
+    const auto scheme = key.find("://");
+    const std::size_t start = scheme == std::string::npos || scheme > at ? 0 : scheme + 3;
+    return key.substr(0, start) + "***" + key.substr(at);
 }
 
 std::string string_field(const nlohmann::json& entry, const char* name, const std::string& where) {
@@ -70,10 +96,14 @@ credential_store parse_credentials(std::string_view json_text, std::string_view 
     if (!doc.is_object()) throw config_error(src + ": expected a JSON object with \"auths\"");
     std::vector<credential> entries;
     auto auths = doc.find("auths");
-    if (auths == doc.end() || auths->is_null()) return credential_store(std::move(entries));
+    if (auths == doc.end() || auths->is_null()) {
+        credential_store empty;
+        empty.source = std::string(source);
+        return empty;
+    }
     if (!auths->is_object()) throw config_error(src + ": auths: expected an object");
     for (const auto& [key, entry] : auths->items()) {
-        const std::string where = src + ": auths.\"" + key + "\"";
+        const std::string where = src + ": auths.\"" + redact_userinfo(key) + "\"";
         auto pattern = parse_registry_pattern(key, /*allow_wildcard=*/false);
         if (!pattern) throw config_error(where + ": " + pattern.error());
         if (!entry.is_object()) throw config_error(where + ": expected an object");

@@ -1,5 +1,7 @@
 #include "pullgate/metrics.hpp"
 
+#include <fmt/format.h>
+
 #include <sstream>
 
 namespace pullgate {
@@ -54,10 +56,10 @@ std::string metrics::render(std::uint64_t token_cache_hits, std::string_view ver
         os << "# HELP pullgate_upstream_latency_seconds Time from upstream request to response header.\n"
            << "# TYPE pullgate_upstream_latency_seconds histogram\n";
         for (std::size_t i = 0; i < latency_buckets.size(); ++i)
-            os << "pullgate_upstream_latency_seconds_bucket{le=\"" << latency_buckets[i] << "\"} "
+            os << "pullgate_upstream_latency_seconds_bucket{le=\"" << fmt::format("{}", latency_buckets[i]) << "\"} "
                << latency_counts_[i] << "\n";
         os << "pullgate_upstream_latency_seconds_bucket{le=\"+Inf\"} " << latency_count_ << "\n"
-           << "pullgate_upstream_latency_seconds_sum " << latency_sum_ << "\n"
+           << "pullgate_upstream_latency_seconds_sum " << fmt::format("{}", latency_sum_) << "\n"  // shortest exact
            << "pullgate_upstream_latency_seconds_count " << latency_count_ << "\n";
     }
     os << "# HELP pullgate_relayed_bytes_total Body bytes sent to clients.\n# TYPE pullgate_relayed_bytes_total counter\n"

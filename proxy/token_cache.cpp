@@ -48,7 +48,7 @@ std::string token_cache_key(std::string_view registry, std::string_view scope, s
 }
 
 token_cache::token_cache(std::function<clock::time_point()> now, std::size_t max_entries)
-    : now_(std::move(now)), max_entries_(max_entries) {}
+    : now_(std::move(now)), max_entries_(std::max<std::size_t>(max_entries, 1)) {}
 
 std::optional<std::string> token_cache::get(const std::string& key) {
     std::lock_guard lock(mutex_);
@@ -66,8 +66,10 @@ void token_cache::put(const std::string& key, std::string token, std::chrono::se
     const seconds margin = std::clamp(expires_in / 10, seconds(1), seconds(30));
     std::lock_guard lock(mutex_);
     const auto now = now_();
-    if (entries_.size() >= max_entries_) evict_expired(now);
-    if (entries_.size() >= max_entries_) {
+    // Refreshing a key never needs room; only a new key may evict another.
+    const bool fresh_key = !entries_.contains(key);
+    if (fresh_key && entries_.size() >= max_entries_) evict_expired(now);
+    if (fresh_key && entries_.size() >= max_entries_) {
         // Still full: drop the entry closest to expiry.
         auto victim = std::min_element(entries_.begin(), entries_.end(), [](const auto& a, const auto& b) {
             return a.second.good_until < b.second.good_until;

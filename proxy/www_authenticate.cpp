@@ -77,6 +77,18 @@ std::vector<auth_challenge> parse_www_authenticate(std::string_view header) {
         if (scheme.empty()) break;  // garbage: stop, keep what we have
         auth_challenge ch;
         ch.scheme = lower(scheme);
+        // A token68 right after the scheme ("Negotiate abc", "Basic abc=="):
+        // a token followed by padding, a comma or the end belongs to this
+        // challenge, it is not the next scheme.
+        if (sc.peek() == ' ' || sc.peek() == '\t') {
+            sc.skip_ws();
+            const std::size_t mark = sc.pos();
+            const std::string_view t = sc.token();
+            while (sc.peek() == '=') sc.advance();
+            sc.skip_ws();
+            const bool token68 = !t.empty() && (sc.done() || sc.peek() == ',');
+            if (!token68) sc.seek(mark);  // parameters (or the next challenge) start here
+        }
         sc.skip_ws();
         // Parameters until the next scheme (a token not followed by '=') or the end.
         while (true) {
