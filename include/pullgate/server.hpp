@@ -41,9 +41,6 @@ public:
     // session ended or `grace` passed (then the remaining ones are cut).
     boost::asio::awaitable<void> shutdown(std::chrono::steady_clock::duration grace);
 
-    std::size_t open_connections() const { return sessions_.load(); }
-    boost::asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
-
 private:
     using session_executor = boost::asio::io_context::executor_type;
     struct session_entry;
