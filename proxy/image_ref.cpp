@@ -1,18 +1,9 @@
 #include "pullgate/image_ref.hpp"
 
+#include "pullgate/error.hpp"
 #include "pullgate/oci_path.hpp"
 
 namespace pullgate {
-namespace {
-
-struct error_text {
-    std::string text;
-    operator boost::system::result<image_ref, std::string>() && {
-        return boost::system::result<image_ref, std::string>(boost::system::in_place_error, std::move(text));
-    }
-};
-
-}  // namespace
 
 std::string image_ref::canonical() const {
     std::string s = registry.key() + "/" + repository;

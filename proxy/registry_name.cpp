@@ -42,16 +42,6 @@ bool is_dns_name(std::string_view host) {
     return !std::all_of(last_label.begin(), last_label.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// An error result. (A bare string would be ambiguous: C++20 aggregates are
-// constructible from their first member.)
-struct error_text {
-    std::string text;
-    template <class T>
-    operator boost::system::result<T, std::string>() && {
-        return boost::system::result<T, std::string>(boost::system::in_place_error, std::move(text));
-    }
-};
-
 }  // namespace
 
 std::string registry_name::key() const {

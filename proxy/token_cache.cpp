@@ -1,18 +1,13 @@
 #include "pullgate/token_cache.hpp"
 
+#include "pullgate/error.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 
 namespace pullgate {
 namespace {
-
-struct error_text {
-    std::string text;
-    operator boost::system::result<token_response, std::string>() && {
-        return boost::system::result<token_response, std::string>(boost::system::in_place_error, std::move(text));
-    }
-};
 
 constexpr std::int64_t max_token_lifetime = 24 * 3600;
 

@@ -1,6 +1,8 @@
 // OCI distribution error responses: the one place their bodies are made.
 #pragma once
 
+#include <boost/system/result.hpp>
+
 #include <string>
 #include <string_view>
 
@@ -20,6 +22,17 @@ failure not_found(std::string code, std::string message, std::string reason);
 failure denied(std::string message, std::string reason);
 failure unsupported(std::string message);
 failure upstream_failure(unsigned status, std::string message, std::string reason);
+
+// The error of a boost::system::result<T, std::string>, for `return
+// error_text{"..."};`. A bare std::string would be ambiguous there: C++20
+// aggregates are constructible from their first member.
+struct error_text {
+    std::string text;
+    template <class T>
+    operator boost::system::result<T, std::string>() && {
+        return boost::system::result<T, std::string>(boost::system::in_place_error, std::move(text));
+    }
+};
 
 // {"errors":[{"code":..,"message":..,"detail":{}}]} for `f`.
 std::string oci_error_body(const failure& f);
