@@ -304,7 +304,7 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
 
     auto header = make_downstream_header(up.parser->get(), req.version(), keep_alive);
     rec.status = header.result_int();
-    relay_result rr = co_await relay(up, ctx.down, header, head, verify ? &*verify : nullptr, ctx.relay_buffer, lim);
+    relay_result rr = co_await relay(up, ctx.down, header, head, verify ? &*verify : nullptr, *ctx.rt.buffers, lim);
     rec.bytes = rr.bytes;
     if (rr.upstream_reusable) ctx.rt.upstream->release(std::move(up.connection));
     if (!rr.complete) {

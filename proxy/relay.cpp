@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <optional>
 #include <variant>
 #include <string_view>
 
@@ -169,7 +170,7 @@ downstream_header make_downstream_header(const upstream_parser::value_type& up, 
 }
 
 asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& down, downstream_header& header,
-                                    bool header_only, digester* verify, std::span<char> buffer, const limits& lim) {
+                                    bool header_only, digester* verify, relay_buffers& buffers, const limits& lim) {
     relay_result result;
     error_code ec;
     auto& parser = *up.parser;
@@ -193,6 +194,11 @@ asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& do
         result.upstream_reusable = parser.is_done() && parser.keep_alive();
         co_return result;
     }
+
+    std::optional<std::uint64_t> body_size;
+    if (!parser.chunked() && parser.content_length()) body_size = *parser.content_length();
+    const auto lease = buffers.acquire(body_size, lim);
+    const std::span<char> buffer = lease.bytes();
 
     // The common case (blobs and manifests with a Content-Length): the fast path.
     if (!parser.chunked() && parser.content_length() && !parser.is_done()) {

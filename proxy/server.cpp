@@ -189,11 +189,7 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_executor e
         } else {
             const client_request& req = parser.get();
             rec.method = std::string(req.method_string());
-            // The relay buffer lives for one request: idle keep-alive
-            // connections (containerd keeps many) hold no relay memory.
-            auto relay_buffer = std::make_unique_for_overwrite<char[]>(lim.relay_buffer_bytes);
-            const std::span<char> relay_span(relay_buffer.get(), lim.relay_buffer_bytes);
-            request_context ctx{*rt, req, stream, relay_span, client, rec.id};
+            request_context ctx{*rt, req, stream, client, rec.id};
             try {
                 keep_alive = co_await handle_pull(ctx, rec);
             } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 #include "pullgate/credentials.hpp"
 #include "pullgate/decision_log.hpp"
 #include "pullgate/policy.hpp"
+#include "pullgate/relay_buffers.hpp"
 #include "pullgate/upstream_auth.hpp"
 #include "pullgate/upstream_client.hpp"
 
@@ -31,6 +32,7 @@ struct runtime {
     std::unique_ptr<upstream_client> upstream;
     std::unique_ptr<upstream_auth> auth;       // shares the token cache across reloads
     std::shared_ptr<decision_log> log;
+    std::shared_ptr<relay_buffers> buffers;    // shared across reloads
     metrics* stats = nullptr;                  // process-wide, outlives every runtime
 };
 
@@ -40,7 +42,6 @@ struct request_context {
     const runtime& rt;
     const client_request& req;
     boost::beast::tcp_stream& down;
-    std::span<char> relay_buffer;
     std::string client;  // peer address
     std::string id;      // request id, also in the decision log
 };

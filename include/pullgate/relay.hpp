@@ -5,6 +5,7 @@
 
 #include "pullgate/config.hpp"
 #include "pullgate/digest.hpp"
+#include "pullgate/relay_buffers.hpp"
 #include "pullgate/upstream_client.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -35,12 +36,13 @@ struct relay_result {
 };
 
 // Writes `header` to `down`, then, unless `header_only`, the body of `up`
-// through `buffer`. With `verify`, every byte is hashed and the final bytes
+// through a buffer from `buffers`, held only while the body streams (idle
+// keep-alive connections, and containerd keeps many, hold no relay memory). With `verify`, every byte is hashed and the final bytes
 // are withheld when the digest does not match: the caller must then close
 // `down`, as after any failure, so the client sees a cut connection and
 // never a complete-looking wrong body.
 boost::asio::awaitable<relay_result> relay(upstream_response& up, boost::beast::tcp_stream& down,
                                            downstream_header& header, bool header_only, digester* verify,
-                                           std::span<char> buffer, const limits& lim);
+                                           relay_buffers& buffers, const limits& lim);
 
 }  // namespace pullgate
