@@ -131,8 +131,7 @@ void parse_limits(const context& ctx, const YAML::Node& node, struct limits& l) 
     constexpr std::string_view key = "limits";
     expect_map(ctx, node, key);
     reject_unknown_keys(ctx, node, key,
-                        {"maxConnections", "maxHeaderBytes", "maxManifestBytes", "relayBufferBytes", "relayLargeBufferBytes",
-                         "relayLargeBufferTotalBytes",
+                        {"maxConnections", "maxHeaderBytes", "maxManifestBytes", "relayBufferBytes", "relayBufferTotalBytes",
                          "clientHeaderTimeoutSeconds", "clientIdleTimeoutSeconds", "upstreamConnectTimeoutSeconds",
                          "upstreamStallTimeoutSeconds", "upstreamIdleTimeoutSeconds", "shutdownGraceSeconds",
                          "maxRedirects"});
@@ -146,8 +145,7 @@ void parse_limits(const context& ctx, const YAML::Node& node, struct limits& l) 
     size("maxHeaderBytes", l.max_header_bytes, 1024 * 1024);
     size("maxManifestBytes", l.max_manifest_bytes, 64 * 1024 * 1024);
     size("relayBufferBytes", l.relay_buffer_bytes, 16 * 1024 * 1024);
-    size("relayLargeBufferBytes", l.relay_large_buffer_bytes, 16 * 1024 * 1024);
-    size("relayLargeBufferTotalBytes", l.relay_large_buffer_total_bytes, 1024 * 1024 * 1024);
+    size("relayBufferTotalBytes", l.relay_buffer_total_bytes, 1024 * 1024 * 1024);
     seconds("clientHeaderTimeoutSeconds", l.client_header_timeout);
     seconds("clientIdleTimeoutSeconds", l.client_idle_timeout);
     seconds("upstreamConnectTimeoutSeconds", l.upstream_connect_timeout);
@@ -155,9 +153,7 @@ void parse_limits(const context& ctx, const YAML::Node& node, struct limits& l) 
     seconds("upstreamIdleTimeoutSeconds", l.upstream_idle_timeout);
     seconds("shutdownGraceSeconds", l.shutdown_grace);
     if (auto v = node["maxRedirects"]) l.max_redirects = static_cast<unsigned>(get_positive(ctx, v, join(key, "maxRedirects"), 20));
-    for (auto [name, value] : {std::pair{"relayBufferBytes", l.relay_buffer_bytes},
-                               std::pair{"relayLargeBufferBytes", l.relay_large_buffer_bytes}})
-        if (value < 4096) ctx.fail(node[name], join(key, name), "must be at least 4096");
+    if (l.relay_buffer_bytes < 4096) ctx.fail(node["relayBufferBytes"], join(key, "relayBufferBytes"), "must be at least 4096");
 }
 
 }  // namespace

@@ -25,27 +25,24 @@ relay_buffers::lease& relay_buffers::lease::operator=(lease&& other) noexcept {
 relay_buffers::lease::~lease() { give_back(); }
 
 void relay_buffers::lease::give_back() noexcept {
-    if (owner_ && reserved_ > 0) owner_->large_in_use_.fetch_sub(reserved_, std::memory_order_relaxed);
+    if (owner_ && reserved_ > 0) owner_->in_use_.fetch_sub(reserved_, std::memory_order_relaxed);
     reserved_ = 0;
     owner_ = nullptr;
 }
 
 relay_buffers::lease relay_buffers::acquire(std::optional<std::uint64_t> body_size, const limits& lim) {
+    const std::size_t most = std::max(min_buffer, lim.relay_buffer_bytes);
+    const std::size_t want =
+        body_size ? static_cast<std::size_t>(std::clamp<std::uint64_t>(*body_size, min_buffer, most)) : most;
     lease l;
-    l.size_ = std::max(min_buffer, lim.relay_buffer_bytes);
-    if (body_size && *body_size < l.size_) {
-        l.size_ = std::max<std::size_t>(min_buffer, static_cast<std::size_t>(*body_size));
-    } else if (body_size && *body_size > l.size_ && lim.relay_large_buffer_bytes > l.size_) {
-        const std::size_t want = static_cast<std::size_t>(
-            std::min<std::uint64_t>(lim.relay_large_buffer_bytes, std::max<std::uint64_t>(l.size_, *body_size)));
-        std::size_t used = large_in_use_.load(std::memory_order_relaxed);
-        while (used + want <= lim.relay_large_buffer_total_bytes) {
-            if (large_in_use_.compare_exchange_weak(used, used + want, std::memory_order_relaxed)) {
-                l.size_ = want;
-                l.reserved_ = want;
-                l.owner_ = this;
-                break;
-            }
+    l.size_ = std::min(want, fallback);
+    std::size_t used = in_use_.load(std::memory_order_relaxed);
+    while (used + want <= lim.relay_buffer_total_bytes) {
+        if (in_use_.compare_exchange_weak(used, used + want, std::memory_order_relaxed)) {
+            l.size_ = want;
+            l.reserved_ = want;
+            l.owner_ = this;
+            break;
         }
     }
     l.data_ = std::make_unique_for_overwrite<char[]>(l.size_);

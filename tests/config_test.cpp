@@ -153,8 +153,7 @@ limits:
   maxHeaderBytes: 8192
   maxManifestBytes: 1048576
   relayBufferBytes: 4096
-  relayLargeBufferBytes: 131072
-  relayLargeBufferTotalBytes: 1048576
+  relayBufferTotalBytes: 1048576
   clientHeaderTimeoutSeconds: 5
   clientIdleTimeoutSeconds: 6
   upstreamConnectTimeoutSeconds: 7
@@ -200,8 +199,7 @@ threads: 4
     CHECK(cfg.limits.max_header_bytes == 8192);
     CHECK(cfg.limits.max_manifest_bytes == 1048576);
     CHECK(cfg.limits.relay_buffer_bytes == 4096);
-    CHECK(cfg.limits.relay_large_buffer_bytes == 131072);
-    CHECK(cfg.limits.relay_large_buffer_total_bytes == 1048576);
+    CHECK(cfg.limits.relay_buffer_total_bytes == 1048576);
     CHECK(cfg.limits.client_header_timeout == std::chrono::seconds(5));
     CHECK(cfg.limits.client_idle_timeout == std::chrono::seconds(6));
     CHECK(cfg.limits.upstream_connect_timeout == std::chrono::seconds(7));
@@ -236,8 +234,7 @@ TEST_CASE("parse_config: absent keys keep their defaults") {
         CHECK(cfg.limits.max_header_bytes == defaults.limits.max_header_bytes);
         CHECK(cfg.limits.max_manifest_bytes == defaults.limits.max_manifest_bytes);
         CHECK(cfg.limits.relay_buffer_bytes == defaults.limits.relay_buffer_bytes);
-        CHECK(cfg.limits.relay_large_buffer_bytes == defaults.limits.relay_large_buffer_bytes);
-        CHECK(cfg.limits.relay_large_buffer_total_bytes == defaults.limits.relay_large_buffer_total_bytes);
+        CHECK(cfg.limits.relay_buffer_total_bytes == defaults.limits.relay_buffer_total_bytes);
         CHECK(cfg.limits.client_header_timeout == defaults.limits.client_header_timeout);
         CHECK(cfg.limits.client_idle_timeout == defaults.limits.client_idle_timeout);
         CHECK(cfg.limits.upstream_connect_timeout == defaults.limits.upstream_connect_timeout);
@@ -337,10 +334,8 @@ TEST_CASE("parse_config: errors name the source, the line and the key") {
          "limits.clientIdleTimeoutSeconds", "86401"},
         {"limits: relay buffer too small", "limits:\n  relayBufferBytes: 1024\n", "limits.relayBufferBytes",
          "relayBufferBytes"},
-        {"limits: large relay buffer too small", "limits:\n  relayLargeBufferBytes: 100\n",
-         "limits.relayLargeBufferBytes", "relayLargeBufferBytes"},
-        {"limits: large buffer total zero", "limits:\n  relayLargeBufferTotalBytes: 0\n",
-         "limits.relayLargeBufferTotalBytes", "relayLargeBufferTotalBytes"},
+        {"limits: relay buffer total zero", "limits:\n  relayBufferTotalBytes: 0\n",
+         "limits.relayBufferTotalBytes", "relayBufferTotalBytes"},
         {"limits: not a number", "limits:\n  maxManifestBytes: 4MiB\n", "limits.maxManifestBytes", "4MiB"},
         {"limits as a list", "limits: [1, 2]\n", "limits", "limits"},
         {"threads out of range", "listen: 127.0.0.1:5000\nthreads: 257\n", "threads", "257"},

@@ -39,9 +39,8 @@ struct limits {
     std::size_t max_connections = 1024;           // downstream connections at once
     std::size_t max_header_bytes = 16 * 1024;     // request line + headers
     std::size_t max_manifest_bytes = 4 * 1024 * 1024;
-    std::size_t relay_buffer_bytes = 64 * 1024;   // per relay (less for a smaller body)
-    std::size_t relay_large_buffer_bytes = 256 * 1024;         // per blob relay, while the total allows
-    std::size_t relay_large_buffer_total_bytes = 2 * 1024 * 1024;  // all large buffers at once
+    std::size_t relay_buffer_bytes = 256 * 1024;            // per relay (less for a smaller body)
+    std::size_t relay_buffer_total_bytes = 2 * 1024 * 1024;  // all relays at once; beyond, 16 KiB each
     std::chrono::seconds client_header_timeout{30};   // a request's headers must arrive within
     std::chrono::seconds client_idle_timeout{120};    // keep-alive idle, and a stalled client write
     std::chrono::seconds upstream_connect_timeout{10};  // DNS + TCP + TLS

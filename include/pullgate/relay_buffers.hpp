@@ -1,11 +1,10 @@
-// Relay buffers, sized per body: a small body gets a buffer its size, a blob
-// gets `limits.relay_buffer_bytes`, and a blob may get the larger
-// `limits.relay_large_buffer_bytes` while the large buffers handed out stay
-// within `limits.relay_large_buffer_total_bytes`. Fewer, larger reads and
-// writes make a single pull faster (one loop turn, one client wake-up per
-// large buffer), and the budget keeps memory bounded by the number of
-// connections however many blobs stream at once. Process-wide, shared across
-// reloads; thread-safe. Pure: no I/O.
+// Relay buffers, sized per body and drawn from a process-wide budget. A blob
+// relay gets `limits.relay_buffer_bytes` (fewer, larger reads and writes, one
+// client wake-up per buffer: a faster pull), a smaller body a buffer its
+// size, both while all buffers handed out stay within
+// `limits.relay_buffer_total_bytes`. Beyond that a relay gets `fallback`
+// bytes: memory stays bounded by the number of connections however many
+// blobs stream at once. Shared across reloads; thread-safe. Pure: no I/O.
 #pragma once
 
 #include "pullgate/config.hpp"
@@ -21,8 +20,7 @@ namespace pullgate {
 
 class relay_buffers {
 public:
-    // A buffer for one relay; gives its share of the large-buffer budget
-    // back when destroyed.
+    // A buffer for one relay; gives its share of the budget back when destroyed.
     class lease {
     public:
         lease() = default;
@@ -31,27 +29,28 @@ public:
         ~lease();
 
         std::span<char> bytes() const { return {data_.get(), size_}; }
-        bool large() const { return reserved_ > 0; }
+        bool budgeted() const { return reserved_ > 0; }
 
     private:
         friend class relay_buffers;
         void give_back() noexcept;
         std::unique_ptr<char[]> data_;
         std::size_t size_ = 0;
-        std::size_t reserved_ = 0;  // bytes counted against the large budget
+        std::size_t reserved_ = 0;  // bytes counted against the budget
         relay_buffers* owner_ = nullptr;
     };
+
+    static constexpr std::size_t min_buffer = 4096;
+    static constexpr std::size_t fallback = 16 * 1024;  // one TLS record
 
     // `body_size` is the Content-Length, or nullopt for a body of unknown
     // length (chunked).
     lease acquire(std::optional<std::uint64_t> body_size, const limits& lim);
 
-    std::size_t large_bytes_in_use() const { return large_in_use_.load(std::memory_order_relaxed); }
-
-    static constexpr std::size_t min_buffer = 4096;
+    std::size_t bytes_in_use() const { return in_use_.load(std::memory_order_relaxed); }
 
 private:
-    std::atomic<std::size_t> large_in_use_{0};
+    std::atomic<std::size_t> in_use_{0};
 };
 
 }  // namespace pullgate

@@ -66,6 +66,8 @@ HASHED_STREAMS = 4
 RSS_TARGET_KIB = 32 * 1024
 TARGET_VS_DIRECT = 0.8
 TARGET_VS_NGINX = 1.5
+# Paths whose answer is not a 200.
+EXPECT_STATUS = {"pullgate-range": 206}
 
 T0 = time.monotonic()
 FAILURES: list[str] = []     # correctness failures (exit 1)
@@ -163,6 +165,9 @@ def blob_paths(env: dict, pg: h.Pullgate, ngt: bh.Nginx, ngd: bh.Nginx, digest: 
         ("direct", reg.url + rel, ["--cacert", env["ca"].ca_cert, "-u", f"bench:{env['password']}"],
          None),
         ("pullgate", f"{pg.url}{rel}?ns={ns}", [], pg.pid),
+        # The same relay without verification (a range answer is never hashed):
+        # in the same run, the difference to "pullgate" is what SHA-256 costs.
+        ("pullgate-range", f"{pg.url}{rel}?ns={ns}", ["-H", "Range: bytes=0-"], pg.pid),
         ("nginx-tuned", ngt.url + rel, [], ngt.pid),
         ("nginx-default", ngd.url + rel, [], ngd.pid),
     ]
@@ -183,6 +188,9 @@ def phase_throughput(env: dict, paths: list, runs: int, services: list, work: st
         hdr = r.get("headers", {})
         out[name]["response_headers"] = hdr
         hdr_problems = []
+        want_status = EXPECT_STATUS.get(name, 200)
+        if want_status == 206 and hdr.get("content-range") != f"bytes 0-{big['size'] - 1}/{big['size']}":
+            hdr_problems.append(f"Content-Range {hdr.get('content-range')!r}")
         if hdr.get("content-length") != str(big["size"]):
             hdr_problems.append(f"Content-Length {hdr.get('content-length')!r}")
         if hdr.get("docker-content-digest") != big["digest"]:
@@ -191,7 +199,7 @@ def phase_throughput(env: dict, paths: list, runs: int, services: list, work: st
             hdr_problems.append(f"Transfer-Encoding {hdr['transfer-encoding']!r}")
         if hdr_problems:
             WARNINGS.append(f"{name}: 512 MiB blob response headers: " + ", ".join(hdr_problems))
-        ok = (r["rc"] == 0 and r["http_code"] == 200 and r["bytes_hashed"] == big["size"]
+        ok = (r["rc"] == 0 and r["http_code"] == want_status and r["bytes_hashed"] == big["size"]
               and r["digest"] == big["digest"])
         out[name]["verify"] = {k: r[k] for k in ("rc", "http_code", "bytes_hashed", "digest", "wall")}
         if ok:
@@ -212,7 +220,7 @@ def phase_throughput(env: dict, paths: list, runs: int, services: list, work: st
             r = bh.curl_timed(url, extra, max_time)
             cpu1 = (bh.group_cpu_seconds(pgid) if pgid else 0.0, bh.group_cpu_seconds(reg_pgid),
                     children_cpu())
-            if r["rc"] == 0 and r["http_code"] == 200 and r["size"] == big["size"]:
+            if r["rc"] == 0 and r["http_code"] == EXPECT_STATUS.get(name, 200) and r["size"] == big["size"]:
                 out[name]["runs_mib_s"].append(mibs(r["speed"]))
                 out[name]["times_s"].append(r["time"])
                 if pgid:
@@ -272,16 +280,22 @@ def phase_rss(binary: str, env: dict, work: str, services: list) -> dict:
     res["after_warmup_rss_kib"] = pg.rss_kib()
     url = f"{pg.url}/v2/{REPO}/blobs/{mid['digest']}?ns={ns}"
     outdir = h.make_tempdir("pgbench-streams-", parent=work)
-    procs = []
-    t0 = time.monotonic()
+    # One curl running all transfers at once (--parallel-immediate: a new
+    # connection each), so the streams really are concurrent: 100 separate
+    # curl processes start one by one on a busy machine, and the first ones
+    # finish before the last ones connect.
+    targets = []
+    argv = bh.CURL_BASE + ["--max-time", "150", "--parallel", "--parallel-immediate",
+                           "--parallel-max", str(CONCURRENT_STREAMS), "-w",
+                           "%{http_code} %{size_download} %{speed_download} %{time_total} "
+                           "%{filename_effective}\\n"]
     for i in range(CONCURRENT_STREAMS):
-        target = os.path.join(outdir, f"s{i}.bin") if i % (CONCURRENT_STREAMS // HASHED_STREAMS) == 0 \
-            else "/dev/null"
-        argv = bh.CURL_BASE + ["--max-time", "150", "-o", target, "-w",
-                               "%{http_code} %{size_download} %{speed_download} %{time_total}", url]
-        procs.append((target, subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            env=h.clean_env())))
+        targets.append(os.path.join(outdir, f"s{i}.bin") if i % (CONCURRENT_STREAMS // HASHED_STREAMS) == 0
+                       else "/dev/null")
+        argv += ["-o", targets[-1], url]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=h.clean_env())
     rss_samples = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -289,18 +303,26 @@ def phase_rss(binary: str, env: dict, work: str, services: list) -> dict:
             rss_samples.append(pg.rss_kib())
         except (OSError, KeyError):
             break
-        if all(p.poll() is not None for _, p in procs):
+        if proc.poll() is not None:
             break
         time.sleep(0.05)
-    results = []
-    for target, p in procs:
-        try:
-            so, se = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            so, se = p.communicate()
-        results.append((target, bh._curl_result(p.returncode, so.decode(), se.decode())))
+    try:
+        so, se = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        so, se = proc.communicate()
     wall = time.monotonic() - t0
+    # One -w line per finished transfer, in completion order; the file name
+    # tells the hashed ones apart. A transfer without a line counts as failed.
+    results = []
+    for line in so.decode().splitlines():
+        fields = line.split(" ", 4)
+        if len(fields) == 5:
+            results.append((fields[4], bh._curl_result(0, " ".join(fields[:4]), "")))
+    missing_hashed = [t for t in targets if t != "/dev/null" and t not in {r[0] for r in results}]
+    while len(results) < CONCURRENT_STREAMS:
+        target = missing_hashed.pop() if missing_hashed else "/dev/null"
+        results.append((target, bh._curl_result(proc.returncode or 1, "", se.decode()[-200:])))
     pg.check_alive()
     res["peak_hwm_kib"] = pg.peak_rss_kib()
     res["max_sampled_rss_kib"] = max(rss_samples) if rss_samples else None
@@ -490,7 +512,7 @@ def summarize(res: dict) -> list:
     print(f"\n512 MiB blob, curl --http1.1 (MiB/s, curl speed_download; median of {res['runs']})")
     print(f"  {'path':14s} {'median':>7s} {'min':>6s} {'max':>6s}  {'sha256':7s} "
           f"{'CPU s/GiB: proxy':>16s} {'registry':>8s} {'curl':>5s} {'proxy cores':>11s}  runs")
-    for name in ("direct", "pullgate", "nginx-tuned", "nginx-default"):
+    for name in ("direct", "pullgate", "pullgate-range", "nginx-tuned", "nginx-default"):
         t = tp.get(name)
         if not t:
             continue
@@ -502,16 +524,22 @@ def summarize(res: dict) -> list:
               f"{fmt(t.get('proxy_cores_median'), '.2f') if name != 'direct' else '-':>11s}  "
               + " ".join(f"{v:.0f}" for v in t["runs_mib_s"]))
     med = {n: (tp.get(n) or {}).get("median_mib_s") for n in
-           ("direct", "pullgate", "nginx-tuned", "nginx-default")}
+           ("direct", "pullgate", "pullgate-range", "nginx-tuned", "nginx-default")}
     r_direct = ratio(med["pullgate"], med["direct"])
     r_tuned = ratio(med["pullgate"], med["nginx-tuned"])
     r_default = ratio(med["pullgate"], med["nginx-default"])
     print(f"  ratios: pullgate/direct {fmtx(r_direct)}, pullgate/nginx-tuned "
           f"{fmtx(r_tuned)}, pullgate/nginx-default {fmtx(r_default)}")
+    print(f"  (pullgate-range = the same relay with Range: bytes=0-, not hashed: "
+          f"{fmtx(ratio(med['pullgate-range'], med['direct']))} direct, "
+          f"{fmtx(ratio(med['pullgate-range'], med['nginx-tuned']))} nginx-tuned; "
+          f"verified/unverified {fmtx(ratio(med['pullgate'], med['pullgate-range']))})")
     print(f"  (peers: nginx-tuned/direct {fmtx(ratio(med['nginx-tuned'], med['direct']))}, "
           f"nginx-default/direct {fmtx(ratio(med['nginx-default'], med['direct']))})")
     res["ratios"] = {"pullgate/direct": r_direct, "pullgate/nginx-tuned": r_tuned,
-                     "pullgate/nginx-default": r_default}
+                     "pullgate/nginx-default": r_default,
+                     "pullgate-range/direct": ratio(med["pullgate-range"], med["direct"]),
+                     "pullgate-range/nginx-tuned": ratio(med["pullgate-range"], med["nginx-tuned"])}
     if rss:
         print(f"\npullgate memory, fresh process, {rss.get('streams')} concurrent 64 MiB downloads")
         print(f"  baseline RSS {rss['baseline_rss_kib'] / 1024:.1f} MiB (after one request "
