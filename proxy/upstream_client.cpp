@@ -3,7 +3,6 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
@@ -11,7 +10,9 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/url/ipv4_address.hpp>
 #include <boost/url/ipv6_address.hpp>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
 #include <vector>
@@ -144,7 +145,7 @@ origin registry_origin(const registry_name& r, const registry_transport* t) {
 
 upstream_connection::upstream_connection(asio::any_io_executor ex, ssl::context& ctx, origin o, std::string pool_key,
                                          metrics& stats)
-    : stream_(beast::tcp_stream(ex), ctx), origin_(std::move(o)), pool_key_(std::move(pool_key)), stats_(stats) {
+    : stream_(std::move(ex), ctx), origin_(std::move(o)), pool_key_(std::move(pool_key)), stats_(stats) {
     ++stats_.upstream_connections;
 }
 
@@ -230,14 +231,21 @@ asio::awaitable<std::unique_ptr<upstream_connection>> upstream_client::connect(c
             ec = error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
             co_return nullptr;
         }
-        conn->stream_.set_verify_callback(ssl::host_name_verification(o.host));
+        // The certificate must name the host: a DNS SAN (or CN), or an IP SAN for an IP literal.
+        X509_VERIFY_PARAM* param = SSL_get0_param(native);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        const int named = is_ip_literal(o.host) ? X509_VERIFY_PARAM_set1_ip_asc(param, o.host.c_str())
+                                                : X509_VERIFY_PARAM_set1_host(param, o.host.c_str(), 0);
+        if (named != 1) {
+            ec = asio::error::invalid_argument;
+            co_return nullptr;
+        }
         conn->tls_key_ = o.key();
         SSL_set_ex_data(native, cache_index(), sessions_.get());
         SSL_set_ex_data(native, key_index(), &conn->tls_key_);
         sessions_->resume(conn->tls_key_, native);
         tcp.expires_after(limits_.upstream_connect_timeout);
-        co_await conn->stream_.async_handshake(ssl::stream_base::client,
-                                               asio::redirect_error(asio::use_awaitable, ec));
+        co_await conn->stream_.async_handshake(asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return nullptr;
         stats_.count_tls_handshake(SSL_session_reused(native) == 1);
     }

@@ -9,6 +9,7 @@
 #include "pullgate/config.hpp"
 #include "pullgate/metrics.hpp"
 #include "pullgate/registry_name.hpp"
+#include "pullgate/tls_stream.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -19,7 +20,6 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <chrono>
 #include <map>
@@ -54,7 +54,8 @@ public:
 
     const origin& where() const { return origin_; }
     boost::beast::tcp_stream& tcp() { return stream_.next_layer(); }
-    // Calls f with the TLS stream or the plain TCP stream; f returns an awaitable.
+    // Calls f with the TLS stream or the plain TCP stream; f returns an awaitable
+    // (or, for the relay's non-blocking reads, a size).
     template <class F>
     auto visit(F&& f) {
         return origin_.tls ? f(stream_) : f(stream_.next_layer());
@@ -68,7 +69,7 @@ public:
 
 private:
     friend class upstream_client;
-    boost::beast::ssl_stream<boost::beast::tcp_stream> stream_;
+    tls_stream stream_;
     origin origin_;
     std::string pool_key_;  // origin + execution context
     std::string tls_key_;   // origin key, read by the TLS new-session callback
