@@ -27,23 +27,18 @@ struct socket_bio {
     static int read(BIO* b, char* out, size_t len, size_t* done) {
         tls_stream& s = owner(b);
         BIO_clear_retry_flags(b);
-        std::size_t n = 0;
         if (s.peek_begin_ < s.peek_end_) {
-            n = std::min(len, s.peek_end_ - s.peek_begin_);
+            // Only what the wait read: a small answer fits, and asking the
+            // socket for more would mostly cost a recv() that finds nothing.
+            const std::size_t n = std::min(len, s.peek_end_ - s.peek_begin_);
             std::memcpy(out, s.peek_.data() + s.peek_begin_, n);
             s.peek_begin_ += n;
-            if (n == len) {
-                *done = n;
-                return 1;
-            }
-        }
-        const ssize_t r = ::recv(s.tcp_.socket().native_handle(), out + n, len - n, MSG_DONTWAIT);
-        if (r > 0) {
-            *done = n + static_cast<std::size_t>(r);
+            *done = n;
             return 1;
         }
-        if (n > 0) {  // what the peek had; the socket's answer comes with the next call
-            *done = n;
+        const ssize_t r = ::recv(s.tcp_.socket().native_handle(), out, len, MSG_DONTWAIT);
+        if (r > 0) {
+            *done = static_cast<std::size_t>(r);
             return 1;
         }
         if (r == 0) return 0;  // EOF

@@ -53,9 +53,18 @@ public:
         return start(read_step{first_nonempty(buffers)}, std::forward<Token>(token));
     }
 
+    // Writes the whole sequence, gathered into one TLS record when it is
+    // small (a request header comes as a dozen small buffers; one record
+    // each would mean a dozen sends).
     template <class ConstBufferSequence, class Token>
     auto async_write_some(const ConstBufferSequence& buffers, Token&& token) {
-        return start(write_step{first_nonempty(buffers)}, std::forward<Token>(token));
+        const boost::asio::const_buffer first = first_nonempty(buffers);
+        const std::size_t total = boost::asio::buffer_size(buffers);
+        if (total == first.size() || total > gather_limit)
+            return start(write_step{first}, std::forward<Token>(token));
+        gathered_.resize(total);
+        boost::asio::buffer_copy(boost::asio::buffer(gathered_), buffers);
+        return start(write_step{boost::asio::buffer(gathered_)}, std::forward<Token>(token));
     }
 
     // Non-blocking: the plaintext that can be had now (at most one TLS
@@ -156,8 +165,10 @@ private:
     boost::beast::tcp_stream tcp_;
     ssl_st* ssl_ = nullptr;
     bio_st* bio_ = nullptr;
+    static constexpr std::size_t gather_limit = 16 * 1024;  // one TLS record of plaintext
+    std::string gathered_;           // a small buffer sequence made contiguous for one record
     std::string out_;                // ciphertext OpenSSL wrote, sent by the running operation
-    std::array<char, 256> peek_{};   // bytes the readiness wait read, handed to OpenSSL first
+    std::array<char, 2048> peek_{};  // bytes the readiness wait read (a whole small answer), handed to OpenSSL first
     std::size_t peek_begin_ = 0;
     std::size_t peek_end_ = 0;
     int recv_errno_ = 0;             // the last socket error the BIO saw
