@@ -13,7 +13,7 @@ std::shared_ptr<const runtime> make_runtime(config cfg, const runtime* previous,
     // Tokens are keyed by credential fingerprint, so changed secrets never reuse old tokens.
     auto tokens = previous ? previous->auth->shared_cache() : std::make_shared<token_cache>();
     rt->auth = std::make_unique<upstream_auth>(*rt->upstream, std::move(tokens), stats);
-    // The large-buffer budget counts buffers of requests still running on older snapshots.
+    // The relay-buffer budget counts the buffers of requests still running on older snapshots.
     rt->buffers = previous ? previous->buffers : std::make_shared<relay_buffers>();
     if (previous && previous->log && previous->log->path() == cfg.decision_log_path) {
         std::string error;
