@@ -784,10 +784,11 @@ class E_Metrics(OpsTest):
         self.assertEqual(statuses, [200] * 6)
         full, resumed = handshakes("false"), handshakes("true")
         print(f"\n  after 6 concurrent requests: {full:.0f} full, {resumed:.0f} resumed TLS handshakes", end=" ")
-        # Most new connections resume; now and then one of several opened at
-        # the same instant does a full handshake (seen about 1 run in 5).
+        # Every new connection resumes, also several opened at the same
+        # instant while others are closed (a connection freed without
+        # close_notify must not spoil the cached session for the rest).
         self.assertGreater(resumed, 0, "new connections must resume, not start over")
-        self.assertGreater(resumed, full - 1, "more new connections resumed than started over")
+        self.assertEqual(full, 1, "a new connection started over instead of resuming")
 
 # --------------------------------------------------------------------------
 # 6. SIGTERM drains

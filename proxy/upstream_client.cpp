@@ -112,11 +112,19 @@ struct upstream_client::session_cache {
         if (slot) SSL_SESSION_free(slot);
         slot = s;
     }
-    // Sets the cached session, if any, on `ssl` for resumption.
+    // Sets a copy of the cached session, if any, on `ssl` for resumption.
+    // Never the cached object itself: OpenSSL marks a connection's session
+    // not resumable when the connection is freed without a close_notify
+    // (pooled connections end that way), which spoiled the cached session
+    // for every connection opened after it.
     void resume(const std::string& key, SSL* ssl) {
         std::lock_guard lock(mutex);
         auto it = by_origin.find(key);
-        if (it != by_origin.end() && SSL_SESSION_is_resumable(it->second)) SSL_set_session(ssl, it->second);
+        if (it == by_origin.end() || !SSL_SESSION_is_resumable(it->second)) return;
+        if (SSL_SESSION* copy = SSL_SESSION_dup(it->second)) {
+            SSL_set_session(ssl, copy);
+            SSL_SESSION_free(copy);  // the SSL holds its own reference
+        }
     }
 };
 
@@ -125,8 +133,9 @@ int on_new_session(SSL* ssl, SSL_SESSION* session) {
     auto* cache = static_cast<upstream_client::session_cache*>(SSL_get_ex_data(ssl, cache_index()));
     auto* key = static_cast<const std::string*>(SSL_get_ex_data(ssl, key_index()));
     if (!cache || !key) return 0;
-    cache->put(*key, session);
-    return 1;  // we own it now
+    // A copy, for the reason in session_cache::resume; OpenSSL keeps the original.
+    if (SSL_SESSION* copy = SSL_SESSION_dup(session)) cache->put(*key, copy);
+    return 0;
 }
 }  // namespace
 
