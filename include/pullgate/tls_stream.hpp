@@ -130,7 +130,7 @@ private:
                                                                        std::move(self));
                         s.out_.clear();
                         if (ec) {
-                            result = ec;
+                            if (!result) result = ec;  // an alert after a TLS error: the TLS error says more
                             break;
                         }
                     }
