@@ -17,7 +17,6 @@
 #include <boost/beast/http/message.hpp>
 
 #include <memory>
-#include <span>
 #include <string>
 #include <vector>
 
