@@ -5,6 +5,7 @@
 #include "pullgate/metrics.hpp"
 #include "pullgate/runtime.hpp"
 #include "pullgate/server.hpp"
+#include "pullgate/version.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -26,10 +27,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#ifndef PULLGATE_VERSION
-#define PULLGATE_VERSION "dev"
-#endif
 
 namespace asio = boost::asio;
 using namespace pullgate;
@@ -75,7 +72,7 @@ args parse_args(int argc, char** argv) {
             std::cout << usage_text;
             std::exit(0);
         } else if (s == "--version") {
-            std::cout << "pullgate " << PULLGATE_VERSION << "\n";
+            std::cout << "pullgate " << pullgate::version << "\n";
             std::exit(0);
         } else if (s == "--config") {
             a.config = value();
@@ -192,7 +189,7 @@ int serve(const args& a) {
         if (c.admin_listen) {
             admin_server::hooks hooks{
                 [&] { return ready.load(); },
-                [&] { return stats.render(srv->current()->auth->shared_cache()->hits(), PULLGATE_VERSION); }};
+                [&] { return stats.render(srv->current()->auth->shared_cache()->hits(), pullgate::version); }};
             admin = std::make_unique<admin_server>(ioc, *c.admin_listen, std::move(hooks));
         }
     } catch (const std::exception& e) {
@@ -207,7 +204,7 @@ int serve(const args& a) {
 
     const auto& c = *srv->current()->cfg;
     spdlog::info("pullgate {} listening on {}{} with {} threads; {} allowlist entries, {} credential keys",
-                 PULLGATE_VERSION, c.listen.text, c.admin_listen ? ", admin on " + c.admin_listen->text : "", threads,
+                 pullgate::version, c.listen.text, c.admin_listen ? ", admin on " + c.admin_listen->text : "", threads,
                  c.allow_list.size(), srv->current()->credential_keys.size());
     ready = true;
     sd_notify(0, "READY=1");

@@ -1,5 +1,6 @@
 #include "pullgate/upstream_auth.hpp"
 
+#include "pullgate/version.hpp"
 #include "pullgate/www_authenticate.hpp"
 
 #include <boost/asio/redirect_error.hpp>
@@ -174,7 +175,7 @@ asio::awaitable<token_result> upstream_auth::fetch_token(const auth_target& t, c
     upstream_request req;
     req.version(11);
     req.set(http::field::host, url.encoded_host_and_port());
-    req.set(http::field::user_agent, "pullgate");
+    req.set(http::field::user_agent, user_agent);
     req.keep_alive(true);
     if (refresh) {
         // OAuth2 refresh-token grant, as docker does with an identitytoken.

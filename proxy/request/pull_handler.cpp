@@ -3,6 +3,7 @@
 #include "pullgate/digest.hpp"
 #include "pullgate/oci_path.hpp"
 #include "pullgate/relay.hpp"
+#include "pullgate/version.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/redirect_error.hpp>
@@ -15,10 +16,6 @@
 
 #include <optional>
 
-#ifndef PULLGATE_VERSION
-#define PULLGATE_VERSION "dev"
-#endif
-
 namespace pullgate {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -26,8 +23,6 @@ namespace http = beast::http;
 using boost::system::error_code;
 
 namespace {
-
-constexpr std::string_view user_agent = "pullgate/" PULLGATE_VERSION;
 
 bool is_redirect(unsigned status) {
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
