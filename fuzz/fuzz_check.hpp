@@ -36,7 +36,7 @@ namespace pullgate_fuzz {
 
 }  // namespace pullgate_fuzz
 
-#define FUZZ_CHECK(cond, ...) \
-    do { \
+#define FUZZ_CHECK(cond, ...)                                                                     \
+    do {                                                                                          \
         if (!(cond)) ::pullgate_fuzz::fail(__FILE__, __LINE__, #cond __VA_OPT__(, ) __VA_ARGS__); \
     } while (0)

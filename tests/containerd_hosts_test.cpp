@@ -50,12 +50,23 @@ std::optional<std::string> basic_string_value(const std::string& line, const std
         if (c == '\\') {
             if (++i == line.size()) return std::nullopt;
             switch (line[i]) {
-                case '"': value += '"'; break;
-                case '\\': value += '\\'; break;
-                case 'n': value += '\n'; break;
-                case 't': value += '\t'; break;
-                case 'r': value += '\r'; break;
-                default: return std::nullopt;  // \u escapes are not needed for these tests
+                case '"':
+                    value += '"';
+                    break;
+                case '\\':
+                    value += '\\';
+                    break;
+                case 'n':
+                    value += '\n';
+                    break;
+                case 't':
+                    value += '\t';
+                    break;
+                case 'r':
+                    value += '\r';
+                    break;
+                default:
+                    return std::nullopt;  // \u escapes are not needed for these tests
             }
             continue;
         }
@@ -135,7 +146,9 @@ TEST_CASE("write_no_bypass_hosts writes _default/hosts.toml and names the direct
     const std::vector<layout_case> cases = {
         {"empty directory", {}, {}, {}},
         {"only _default", {"_default"}, {}, {}},
-        {"other registries", {"_default", "docker.io", "ghcr.io", "127.0.0.1_15443_"}, {"README"},
+        {"other registries",
+         {"_default", "docker.io", "ghcr.io", "127.0.0.1_15443_"},
+         {"README"},
          {"127.0.0.1_15443_", "docker.io", "ghcr.io"}},
         {"files are not directories", {}, {"docker.io", "hosts.toml"}, {}},
         {"host:port directory", {"registry.example.com:5443"}, {}, {"registry.example.com:5443"}},

@@ -95,24 +95,23 @@ TEST_CASE("parse_credentials: the kinds of secret") {
         std::string registry_token;
     };
     const std::vector<case_t> cases = {
-        {"auth, no padding needed", R"({"auth":"dXNlcjpwYXNz"})", "user", "pass", "", ""},          // user:pass
-        {"auth with '==' padding", R"({"auth":"dXNlcjpwYQ=="})", "user", "pa", "", ""},            // user:pa
+        {"auth, no padding needed", R"({"auth":"dXNlcjpwYXNz"})", "user", "pass", "", ""},  // user:pass
+        {"auth with '==' padding", R"({"auth":"dXNlcjpwYQ=="})", "user", "pa", "", ""},     // user:pa
         {"auth with '==' padding left off", R"({"auth":"dXNlcjpwYQ"})", "user", "pa", "", ""},
-        {"auth with '=' padding", R"({"auth":"dTpwYXM="})", "u", "pas", "", ""},                    // u:pas
+        {"auth with '=' padding", R"({"auth":"dTpwYXM="})", "u", "pas", "", ""},  // u:pas
         {"auth with '=' padding left off", R"({"auth":"dTpwYXM"})", "u", "pas", "", ""},
-        {"auth, shortest", R"({"auth":"dTpw"})", "u", "p", "", ""},                                 // u:p
+        {"auth, shortest", R"({"auth":"dTpw"})", "u", "p", "", ""},  // u:p
         {"auth, password with ':'", R"({"auth":"dXNlcjpwYTpzczp3b3Jk"})", "user", "pa:ss:word", "", ""},
-        {"auth, robot account", R"({"auth":"cm9ib3QkYWNtZStjaTp0b2s6ZW49PQ=="})", "robot$acme+ci", "tok:en==", "",
-         ""},
-        {"auth, empty password", R"({"auth":"dXNlcjo="})", "user", "", "", ""},                      // user:
-        {"auth, empty username", R"({"auth":"OnB3"})", "", "pw", "", ""},                            // :pw
-        {"auth, UTF-8 password", R"({"auth":"dXNlcjpww6Rzcw=="})", "user", "p\xc3\xa4ss", "", ""},   // user:päss
+        {"auth, robot account", R"({"auth":"cm9ib3QkYWNtZStjaTp0b2s6ZW49PQ=="})", "robot$acme+ci", "tok:en==", "", ""},
+        {"auth, empty password", R"({"auth":"dXNlcjo="})", "user", "", "", ""},                     // user:
+        {"auth, empty username", R"({"auth":"OnB3"})", "", "pw", "", ""},                           // :pw
+        {"auth, UTF-8 password", R"({"auth":"dXNlcjpww6Rzcw=="})", "user", "p\xc3\xa4ss", "", ""},  // user:päss
         {"username and password", R"({"username":"alice","password":"s3cr:et"})", "alice", "s3cr:et", "", ""},
         {"username only", R"({"username":"alice"})", "alice", "", "", ""},
-        {"auth wins over username/password",
-         R"({"username":"alice","password":"other","auth":"dXNlcjpwYXNz"})", "user", "pass", "", ""},
-        {"empty auth falls back to username/password", R"({"auth":"","username":"alice","password":"pw"})",
-         "alice", "pw", "", ""},
+        {"auth wins over username/password", R"({"username":"alice","password":"other","auth":"dXNlcjpwYXNz"})", "user",
+         "pass", "", ""},
+        {"empty auth falls back to username/password", R"({"auth":"","username":"alice","password":"pw"})", "alice",
+         "pw", "", ""},
         {"identitytoken", R"({"identitytoken":"refresh-123"})", "", "", "refresh-123", ""},
         {"identitytoken as docker login writes it", R"({"auth":"PHRva2VuPjo=","identitytoken":"refresh-123"})",
          "<token>", "", "refresh-123", ""},  // <token>:
@@ -165,8 +164,8 @@ TEST_CASE("parse_credentials: keys as docker, skopeo and kubectl write them") {
 }
 
 TEST_CASE("parse_credentials: documents without entries") {
-    for (const std::string json : {R"({})", R"({"auths":{}})", R"({"auths":null})",
-                                   R"({"credsStore":"desktop","auths":{}})"}) {
+    for (const std::string json :
+         {R"({})", R"({"auths":{}})", R"({"auths":null})", R"({"credsStore":"desktop","auths":{}})"}) {
         CAPTURE(json);
         credential_store store;
         REQUIRE_NOTHROW(store = parse_credentials(json, source));
@@ -179,8 +178,8 @@ TEST_CASE("parse_credentials: documents without entries") {
 TEST_CASE("parse_credentials: source is the file the store came from") {
     // credential_store::source is documented as "the file it came from", whether
     // or not the file holds entries.
-    for (const std::string json : {R"({"auths":{"ghcr.io":{"auth":"dTpw"}}})", R"({"auths":{}})", R"({})",
-                                   R"({"auths":null})"}) {
+    for (const std::string json :
+         {R"({"auths":{"ghcr.io":{"auth":"dTpw"}}})", R"({"auths":{}})", R"({})", R"({"auths":null})"}) {
         CAPTURE(json);
         CHECK(parse_credentials(json, source).source == source);
     }
@@ -190,46 +189,63 @@ TEST_CASE("parse_credentials: errors name the source and the key, never the secr
     struct case_t {
         std::string name;
         std::string json;
-        std::string must_name;            // "" when no key is involved
-        std::vector<std::string> secrets; // must not appear in the message
+        std::string must_name;             // "" when no key is involved
+        std::vector<std::string> secrets;  // must not appear in the message
     };
     const std::vector<case_t> cases = {
         {"auth is not base64", one_entry("ghcr.io", R"({"auth":"!!hunter2!!"})"), "ghcr.io", {"hunter2"}},
-        {"auth with a space inside", one_entry("ghcr.io", R"({"auth":"dXNl cjpwYXNz"})"), "ghcr.io",
+        {"auth with a space inside",
+         one_entry("ghcr.io", R"({"auth":"dXNl cjpwYXNz"})"),
+         "ghcr.io",
          {"dXNl cjpwYXNz", "pass"}},
-        {"auth without ':'", one_entry("ghcr.io/acme", R"({"auth":"bm9jb2xvbg=="})"), "ghcr.io/acme",
+        {"auth without ':'",
+         one_entry("ghcr.io/acme", R"({"auth":"bm9jb2xvbg=="})"),
+         "ghcr.io/acme",
          {"nocolon", "bm9jb2xvbg"}},
         {"auth is a number", one_entry("ghcr.io", R"({"auth":12345})"), "ghcr.io", {"12345"}},
-        {"password is an object", one_entry("quay.io", R"({"username":"u","password":{"p":"hunter2"}})"), "quay.io",
+        {"password is an object",
+         one_entry("quay.io", R"({"username":"u","password":{"p":"hunter2"}})"),
+         "quay.io",
          {"hunter2"}},
-        {"identitytoken is an array", one_entry("quay.io", R"({"identitytoken":["hunter2"]})"), "quay.io",
-         {"hunter2"}},
-        {"an entry with no secret", one_entry("registry.example.com:5443", R"({"email":"a@b.c"})"),
-         "registry.example.com:5443", {}},
+        {"identitytoken is an array", one_entry("quay.io", R"({"identitytoken":["hunter2"]})"), "quay.io", {"hunter2"}},
+        {"an entry with no secret",
+         one_entry("registry.example.com:5443", R"({"email":"a@b.c"})"),
+         "registry.example.com:5443",
+         {}},
         {"an empty entry", one_entry("ghcr.io", R"({})"), "ghcr.io", {}},
         {"an entry whose secrets are all empty",
          one_entry("ghcr.io", R"({"auth":"","username":"","password":"","identitytoken":"","registrytoken":""})"),
-         "ghcr.io", {}},
+         "ghcr.io",
+         {}},
         {"entry is a string", one_entry("ghcr.io", R"("dXNlcjpodW50ZXIy")"), "ghcr.io", {"dXNlcjpodW50ZXIy"}},
         {"entry is null", one_entry("ghcr.io", "null"), "ghcr.io", {}},
         {"entry is an array", one_entry("ghcr.io", R"(["dXNlcjpodW50ZXIy"])"), "ghcr.io", {"dXNlcjpodW50ZXIy"}},
-        {"key with uppercase repository", one_entry("ghcr.io/Acme", R"({"auth":"dXNlcjpodW50ZXIy"})"),
-         "ghcr.io/Acme", {"dXNlcjpodW50ZXIy", "hunter2"}},
-        {"wildcard key", one_entry("*.example.com", R"({"auth":"dXNlcjpodW50ZXIy"})"), "*.example.com",
+        {"key with uppercase repository",
+         one_entry("ghcr.io/Acme", R"({"auth":"dXNlcjpodW50ZXIy"})"),
+         "ghcr.io/Acme",
+         {"dXNlcjpodW50ZXIy", "hunter2"}},
+        {"wildcard key",
+         one_entry("*.example.com", R"({"auth":"dXNlcjpodW50ZXIy"})"),
+         "*.example.com",
          {"dXNlcjpodW50ZXIy"}},
-        {"key with a bad port", one_entry("ghcr.io:99999", R"({"auth":"dXNlcjpodW50ZXIy"})"), "ghcr.io:99999",
+        {"key with a bad port",
+         one_entry("ghcr.io:99999", R"({"auth":"dXNlcjpodW50ZXIy"})"),
+         "ghcr.io:99999",
          {"dXNlcjpodW50ZXIy"}},
         {"empty key", one_entry("", R"({"auth":"dXNlcjpodW50ZXIy"})"), "auths.\"\"", {"dXNlcjpodW50ZXIy"}},
         {"auths is an array", R"({"auths":[{"auth":"dXNlcjpodW50ZXIy"}]})", "auths", {"dXNlcjpodW50ZXIy"}},
         {"document is an array", R"([{"auths":{}}])", "", {}},
         {"document is a string", R"("dXNlcjpodW50ZXIy")", "", {"dXNlcjpodW50ZXIy"}},
-        {"invalid JSON after a secret", R"({"auths":{"ghcr.io":{"auth":"dXNlcjpodW50ZXIy",,}}})", "",
+        {"invalid JSON after a secret",
+         R"({"auths":{"ghcr.io":{"auth":"dXNlcjpodW50ZXIy",,}}})",
+         "",
          {"dXNlcjpodW50ZXIy"}},
-        {"invalid JSON inside a secret", "{\"auths\":{\"ghcr.io\":{\"password\":\"hunter2\x01\"}}}", "",
-         {"hunter2"}},
+        {"invalid JSON inside a secret", "{\"auths\":{\"ghcr.io\":{\"password\":\"hunter2\x01\"}}}", "", {"hunter2"}},
         {"unterminated secret", R"({"auths":{"ghcr.io":{"password":"hunter2)", "", {"hunter2"}},
         {"empty text", "", "", {}},
-        {"a number overflowing a double", R"({"auths":{"ghcr.io":{"auth":"dXNlcjpodW50ZXIy","n":1e400}}})", "",
+        {"a number overflowing a double",
+         R"({"auths":{"ghcr.io":{"auth":"dXNlcjpodW50ZXIy","n":1e400}}})",
+         "",
          {"dXNlcjpodW50ZXIy"}},
         {"a negative number overflowing a double", R"({"n":-1e400,"p":"hunter2"})", "", {"hunter2"}},
     };
@@ -259,11 +275,10 @@ TEST_CASE("parse_credentials: malformed base64 in auth is an error, not a mangle
         std::string auth;
     };
     const std::vector<case_t> cases = {
-        {"one character too many", "dTpwY"},                      // "u:p" + 'Y'
-        {"padding on a complete block", "dTpw="},                 // "u:p" + '='
-        {"too much padding", "dXNlcjpwYXNz=="},                   // "user:pass" + "=="
-        {"padding in the middle", "dTpw==YQ"},
-        {"nothing but padding", "===="},
+        {"one character too many", "dTpwY"},       // "u:p" + 'Y'
+        {"padding on a complete block", "dTpw="},  // "u:p" + '='
+        {"too much padding", "dXNlcjpwYXNz=="},    // "user:pass" + "=="
+        {"padding in the middle", "dTpw==YQ"},    {"nothing but padding", "===="},
     };
     for (const auto& c : cases) {
         CAPTURE(c.name);
@@ -276,7 +291,8 @@ TEST_CASE("parse_credentials: malformed base64 in auth is an error, not a mangle
 }
 
 TEST_CASE("parse_credentials: a password written into a key's userinfo stays out of the error") {
-    for (const std::string key : {"https://bob:hunter2@ghcr.io", "bob:hunter2@ghcr.io", "https://hunter2@ghcr.io/v1/"}) {
+    for (const std::string key :
+         {"https://bob:hunter2@ghcr.io", "bob:hunter2@ghcr.io", "https://hunter2@ghcr.io/v1/"}) {
         CAPTURE(key);
         const std::string what = error_of(R"({"auths":{")" + key + R"(":{"auth":"dTpw"}}})");
         REQUIRE_FALSE(what.empty());
@@ -444,9 +460,9 @@ TEST_CASE("credential fingerprints tell secrets apart and never show them") {
     CHECK(fp["a.example"] == fp["b.example"]);
     CHECK(fp["a.example"] == fp["c.example/x"]);
     // any secret differing: different fingerprints
-    const std::vector<std::string> distinct = {"a.example", "d.example", "e.example", "f.example", "g.example",
-                                               "h.example", "i.example", "j.example", "k.example", "l.example",
-                                               "m.example"};
+    const std::vector<std::string> distinct = {"a.example", "d.example", "e.example", "f.example",
+                                               "g.example", "h.example", "i.example", "j.example",
+                                               "k.example", "l.example", "m.example"};
     std::set<std::string> seen;
     for (const auto& k : distinct) {
         CAPTURE(k);

@@ -26,8 +26,8 @@ system_clock::time_point at(int y, unsigned mo, unsigned d, int h, int mi, int s
 
 // DESIGN §5, in order.
 const std::vector<std::string> design_fields = {
-    "ts",     "id",     "client",     "method", "registry",        "repository", "kind",       "reference",
-    "decision", "reason", "rule", "credential", "status", "upstream_status", "bytes",      "duration_ms",
+    "ts",       "id",     "client", "method",     "registry", "repository",      "kind",  "reference",
+    "decision", "reason", "rule",   "credential", "status",   "upstream_status", "bytes", "duration_ms",
 };
 
 decision_record sample(std::string id) {
@@ -51,7 +51,9 @@ decision_record sample(std::string id) {
     return r;
 }
 
-std::vector<std::string> lines_of(const fs::path& p) { return test::split_lines(test::read_file(p)); }
+std::vector<std::string> lines_of(const fs::path& p) {
+    return test::split_lines(test::read_file(p));
+}
 
 }  // namespace
 
@@ -157,14 +159,9 @@ TEST_CASE("to_json_line: every DESIGN §5 field, in order") {
 
 TEST_CASE("to_json_line: client-controlled text stays on one line and never throws") {
     const std::vector<std::string> hostile = {
-        "line\nbreak",
-        "carriage\rreturn",
-        "quote\"and\\backslash",
-        "\x01\x1f control",
-        "{\"decision\":\"allow\"}",
-        "\xff\xfe not utf-8",
-        "truncated \xe2\x82",
-        "valid \xe2\x82\xac utf-8",
+        "line\nbreak",        "carriage\rreturn",         "quote\"and\\backslash",
+        "\x01\x1f control",   "{\"decision\":\"allow\"}", "\xff\xfe not utf-8",
+        "truncated \xe2\x82", "valid \xe2\x82\xac utf-8",
     };
     for (const auto& text : hostile) {
         CAPTURE(text);

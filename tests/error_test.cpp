@@ -46,14 +46,13 @@ TEST_CASE("failure factories set status, OCI code and reason") {
     const std::vector<factory_case> cases = {
         {"bad_request", bad_request("NAME_INVALID", "invalid repository name"), 400, "NAME_INVALID",
          "invalid repository name", "bad_request"},
-        {"bad_request digest", bad_request("DIGEST_INVALID", "invalid digest"), 400, "DIGEST_INVALID",
-         "invalid digest", "bad_request"},
-        {"not_found", not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request"), 404,
-         "NAME_UNKNOWN", "not an OCI distribution API path", "bad_request"},
+        {"bad_request digest", bad_request("DIGEST_INVALID", "invalid digest"), 400, "DIGEST_INVALID", "invalid digest",
+         "bad_request"},
+        {"not_found", not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request"), 404, "NAME_UNKNOWN",
+         "not an OCI distribution API path", "bad_request"},
         {"denied", denied("registry ghcr.io is not allowed", "not_allowlisted"), 403, "DENIED",
          "registry ghcr.io is not allowed", "not_allowlisted"},
-        {"unsupported", unsupported("push is not proxied"), 405, "UNSUPPORTED", "push is not proxied",
-         "unsupported"},
+        {"unsupported", unsupported("push is not proxied"), 405, "UNSUPPORTED", "push is not proxied", "unsupported"},
         {"upstream 502", upstream_failure(502, "ghcr.io is unreachable", "upstream_unreachable"), 502, "UNAVAILABLE",
          "ghcr.io is unreachable", "upstream_unreachable"},
         {"upstream 504", upstream_failure(504, "timed out", "upstream_timeout"), 504, "UNAVAILABLE", "timed out",
@@ -115,11 +114,7 @@ TEST_CASE("oci_error_body escapes any message text") {
 
 TEST_CASE("oci_error_body: invalid UTF-8 in a message does not throw") {
     const std::vector<std::string> messages = {
-        "invalid tag '\xff\xfe'",
-        "truncated \xe2\x82",
-        "overlong \xc0\xaf",
-        "surrogate \xed\xa0\x80",
-        "\x80",
+        "invalid tag '\xff\xfe'", "truncated \xe2\x82", "overlong \xc0\xaf", "surrogate \xed\xa0\x80", "\x80",
     };
     for (const auto& m : messages) {
         CAPTURE(m);
@@ -129,7 +124,7 @@ TEST_CASE("oci_error_body: invalid UTF-8 in a message does not throw") {
         REQUIRE_NOTHROW(j = nlohmann::json::parse(body));  // the body itself is valid UTF-8 JSON
         check_body_shape(body, "NAME_INVALID");
         const std::string got = j["errors"][0]["message"];
-        CHECK(got != m);  // the invalid bytes were replaced, not passed through
+        CHECK(got != m);                                       // the invalid bytes were replaced, not passed through
         CHECK(got.find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD
         // the valid text around them is kept
         std::size_t first_high = 0;

@@ -12,7 +12,9 @@ using namespace pullgate;
 
 namespace {
 
-std::string repeat(char c, std::size_t n) { return std::string(n, c); }
+std::string repeat(char c, std::size_t n) {
+    return std::string(n, c);
+}
 
 std::string describe(const boost::system::result<oci_request, failure>& r) {
     if (r.has_value()) return "accepted";
@@ -51,9 +53,8 @@ TEST_CASE("request_kind names are the decision-log kind tokens") {
         std::string text;
     };
     const std::vector<kind_case> cases = {
-        {request_kind::ping, "ping"},       {request_kind::manifest, "manifest"},
-        {request_kind::blob, "blob"},       {request_kind::tags, "tags"},
-        {request_kind::referrers, "referrers"},
+        {request_kind::ping, "ping"}, {request_kind::manifest, "manifest"},   {request_kind::blob, "blob"},
+        {request_kind::tags, "tags"}, {request_kind::referrers, "referrers"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.text);
@@ -94,8 +95,8 @@ TEST_CASE("parse_request_target accepts the read API") {
          "last=a%2Fb"},
         // referrers
         {"/v2/acme/app/referrers/" + sha256 + "?ns=ghcr.io", "referrers", "acme/app", sha256, "ghcr.io", ""},
-        {"/v2/acme/app/referrers/" + sha256 + "?ns=ghcr.io&artifactType=application%2Fvnd.example%2Bjson",
-         "referrers", "acme/app", sha256, "ghcr.io", "artifactType=application%2Fvnd.example%2Bjson"},
+        {"/v2/acme/app/referrers/" + sha256 + "?ns=ghcr.io&artifactType=application%2Fvnd.example%2Bjson", "referrers",
+         "acme/app", sha256, "ghcr.io", "artifactType=application%2Fvnd.example%2Bjson"},
         // ns is percent-decoded (containerd sends host:port encoded, DESIGN §8)
         {"/v2/team/app/manifests/v1?ns=127.0.0.1%3A15443", "manifest", "team/app", "v1", "127.0.0.1:15443", ""},
         {"/v2/team/app/manifests/v1?ns=%5B%3A%3A1%5D%3A5000", "manifest", "team/app", "v1", "[::1]:5000", ""},
@@ -198,18 +199,42 @@ TEST_CASE("is_valid_repository follows the OCI name grammar") {
         bool valid;
     };
     const std::vector<name_case> cases = {
-        {"alpine", true},          {"library/alpine", true},   {"a", true},
-        {"0", true},               {"a.b", true},              {"a_b", true},
-        {"a__b", true},            {"a-b", true},              {"a---b", true},
-        {"a/b/c/d/e", true},       {"x9/y8.z7", true},         {name255, true},
-        {"", false},               {"Alpine", false},          {"/alpine", false},
-        {"alpine/", false},        {"a//b", false},            {"a___b", false},
-        {"a..b", false},           {"a.-b", false},            {"a_-b", false},
-        {".a", false},             {"-a", false},              {"_a", false},
-        {"a.", false},             {"a-", false},              {"a_", false},
-        {"..", false},             {"a/../b", false},          {"a/./b", false},
-        {"a:b", false},            {"a b", false},             {"a%2fb", false},
-        {name256, false},          {repeat('a', 256), false},  {"é", false},
+        {"alpine", true},
+        {"library/alpine", true},
+        {"a", true},
+        {"0", true},
+        {"a.b", true},
+        {"a_b", true},
+        {"a__b", true},
+        {"a-b", true},
+        {"a---b", true},
+        {"a/b/c/d/e", true},
+        {"x9/y8.z7", true},
+        {name255, true},
+        {"", false},
+        {"Alpine", false},
+        {"/alpine", false},
+        {"alpine/", false},
+        {"a//b", false},
+        {"a___b", false},
+        {"a..b", false},
+        {"a.-b", false},
+        {"a_-b", false},
+        {".a", false},
+        {"-a", false},
+        {"_a", false},
+        {"a.", false},
+        {"a-", false},
+        {"a_", false},
+        {"..", false},
+        {"a/../b", false},
+        {"a/./b", false},
+        {"a:b", false},
+        {"a b", false},
+        {"a%2fb", false},
+        {name256, false},
+        {repeat('a', 256), false},
+        {"é", false},
     };
     for (const auto& c : cases) {
         CAPTURE(c.name);

@@ -42,12 +42,11 @@ TEST_CASE("parse_registry_name normalises host[:port]") {
         {"ghcr.io", "ghcr.io", 0, "ghcr.io", "ghcr.io", false},
         {"GHCR.IO", "ghcr.io", 0, "ghcr.io", "ghcr.io", false},
         {"ghcr.io:443", "ghcr.io", 0, "ghcr.io", "ghcr.io", false},
-        {"Registry.Example.com:5443", "registry.example.com", 5443, "registry.example.com:5443",
-         "registry.example.com", false},
+        {"Registry.Example.com:5443", "registry.example.com", 5443, "registry.example.com:5443", "registry.example.com",
+         false},
         {"localhost:5000", "localhost", 5000, "localhost:5000", "localhost", false},
         {"a-b.example.com", "a-b.example.com", 0, "a-b.example.com", "a-b.example.com", false},
-        {"xn--bcher-kva.example", "xn--bcher-kva.example", 0, "xn--bcher-kva.example", "xn--bcher-kva.example",
-         false},
+        {"xn--bcher-kva.example", "xn--bcher-kva.example", 0, "xn--bcher-kva.example", "xn--bcher-kva.example", false},
         {"r.example.com:65535", "r.example.com", 65535, "r.example.com:65535", "r.example.com", false},
         {"r.example.com:1", "r.example.com", 1, "r.example.com:1", "r.example.com", false},
         // Docker Hub aliases: one registry, dialled at registry-1.docker.io
@@ -162,8 +161,7 @@ TEST_CASE("parse_registry_pattern normalises allowlist entries and credential ke
         // ports
         {"registry.example.com:5443", false, "registry.example.com", 5443, "", "registry.example.com:5443"},
         // DESIGN §3: credential keys may be `https://host/v1/` for any host, naming the registry
-        {"https://registry.example.com:5443/v1/", false, "registry.example.com", 5443, "",
-         "registry.example.com:5443"},
+        {"https://registry.example.com:5443/v1/", false, "registry.example.com", 5443, "", "registry.example.com:5443"},
         {"https://quay.io/v1/", false, "quay.io", 0, "", "quay.io"},
         {"127.0.0.1:5443", false, "127.0.0.1", 5443, "", "127.0.0.1:5443"},
         {"[::1]:5000/team", false, "[::1]", 5000, "team", "[::1]:5000/team"},

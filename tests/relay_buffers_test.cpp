@@ -33,13 +33,13 @@ TEST_CASE("relay_buffers: the buffer follows the body size") {
         std::size_t expected;
     };
     const std::vector<size_case> cases = {
-        {0, relay_buffers::min_buffer},       // empty body: the minimum
-        {100, relay_buffers::min_buffer},     // small manifest: the minimum
-        {10'000, 10'000},                     // a body below the relay size: its size
+        {0, relay_buffers::min_buffer},    // empty body: the minimum
+        {100, relay_buffers::min_buffer},  // small manifest: the minimum
+        {10'000, 10'000},                  // a body below the relay size: its size
         {256 * KiB - 1, 256 * KiB - 1},
         {256 * KiB, 256 * KiB},
-        {512ull << 20, 256 * KiB},            // a blob: the relay size
-        {std::nullopt, 256 * KiB},            // chunked, length unknown: the relay size
+        {512ull << 20, 256 * KiB},  // a blob: the relay size
+        {std::nullopt, 256 * KiB},  // chunked, length unknown: the relay size
     };
     for (const auto& c : cases) {
         CAPTURE(c.body.value_or(0));

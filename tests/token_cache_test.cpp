@@ -40,11 +40,11 @@ TEST_CASE("parse_token_response: token and lifetime") {
     const std::vector<case_t> cases = {
         // Docker Hub
         {R"({"token":"abc","access_token":"abc","expires_in":300,"issued_at":"2024-01-01T00:00:00Z"})", "abc", 300s},
-        {R"({"token":"tok"})", "tok", 60s},                       // expires_in absent: 60 s
+        {R"({"token":"tok"})", "tok", 60s},                           // expires_in absent: 60 s
         {R"({"access_token":"acc","expires_in":120})", "acc", 120s},  // OAuth2 style only
-        {R"({"token":"tok","access_token":"acc"})", "tok", 60s},  // both: token
-        {R"({"access_token":"acc","token":"tok"})", "tok", 60s},  // whatever the order
-        {R"({"token":"","access_token":"acc"})", "acc", 60s},     // an empty token counts as absent
+        {R"({"token":"tok","access_token":"acc"})", "tok", 60s},      // both: token
+        {R"({"access_token":"acc","token":"tok"})", "tok", 60s},      // whatever the order
+        {R"({"token":"","access_token":"acc"})", "acc", 60s},         // an empty token counts as absent
         {R"({"token":null,"access_token":"acc"})", "acc", 60s},
         {R"({"token":42,"access_token":"acc"})", "acc", 60s},
         {R"({"token":"t","expires_in":1})", "t", 1s},
@@ -121,18 +121,14 @@ TEST_CASE("token_cache: lifetime less the margin (10 %, between 1 s and 30 s)") 
         seconds good_for;  // expires_in - clamp(expires_in / 10, 1 s, 30 s)
     };
     const std::vector<case_t> cases = {
-        {2s, 1s},          // margin at its 1 s floor
-        {5s, 4s},
-        {10s, 9s},
-        {19s, 18s},        // 1.9 s rounds down to the 1 s floor
-        {20s, 18s},        // 10 %
-        {60s, 54s},        // the default lifetime
-        {120s, 108s},
-        {299s, 270s},      // 29 s
-        {300s, 270s},      // 30 s
-        {301s, 271s},      // margin at its 30 s ceiling
-        {3600s, 3570s},
-        {86400s, 86370s},
+        {2s, 1s},                                      // margin at its 1 s floor
+        {5s, 4s},       {10s, 9s},        {19s, 18s},  // 1.9 s rounds down to the 1 s floor
+        {20s, 18s},                                    // 10 %
+        {60s, 54s},                                    // the default lifetime
+        {120s, 108s},   {299s, 270s},                  // 29 s
+        {300s, 270s},                                  // 30 s
+        {301s, 271s},                                  // margin at its 30 s ceiling
+        {3600s, 3570s}, {86400s, 86370s},
     };
     for (const auto& c : cases) {
         CAPTURE(c.expires_in.count());
@@ -229,9 +225,19 @@ TEST_CASE("token_cache_key: which fields tell keys apart") {
     // Every field matters, and moving text from one field to the next changes the key
     // as long as the fields hold what pullgate puts there.
     const std::vector<std::tuple<std::string, std::string, std::string>> distinct = {
-        {"a", "b", "c"},  {"ab", "", "c"}, {"a", "bc", ""}, {"", "ab", "c"}, {"a", "", "bc"},
-        {"", "", "abc"},  {"abc", "", ""}, {"a", "b", ""},  {"a", "", "b"},  {"", "a", "b"},
-        {"", "", ""},     {"a:5000", "repository:x:pull", "k"}, {"a", "5000:repository:x:pull", "k"},
+        {"a", "b", "c"},
+        {"ab", "", "c"},
+        {"a", "bc", ""},
+        {"", "ab", "c"},
+        {"a", "", "bc"},
+        {"", "", "abc"},
+        {"abc", "", ""},
+        {"a", "b", ""},
+        {"a", "", "b"},
+        {"", "a", "b"},
+        {"", "", ""},
+        {"a:5000", "repository:x:pull", "k"},
+        {"a", "5000:repository:x:pull", "k"},
     };
     std::set<std::string> keys;
     for (const auto& [r, s, c] : distinct) keys.insert(token_cache_key(r, s, c));
@@ -255,9 +261,9 @@ TEST_CASE("token_cache: when full, expired entries go first, then the one closes
     manual_clock clk;
     token_cache cache(clk.fn(), 3);
     const auto t0 = clk.now;
-    cache.put("a", "A", 600s);   // good until t0 + 570 s
-    cache.put("b", "B", 60s);    // t0 + 54 s
-    cache.put("c", "C", 300s);   // t0 + 270 s
+    cache.put("a", "A", 600s);  // good until t0 + 570 s
+    cache.put("b", "B", 60s);   // t0 + 54 s
+    cache.put("c", "C", 300s);  // t0 + 270 s
     CHECK(cache.size() == 3);
 
     // nothing expired: "b" is closest to expiry
@@ -270,7 +276,7 @@ TEST_CASE("token_cache: when full, expired entries go first, then the one closes
 
     // "c" expired: it goes, and nothing else does
     clk.now = t0 + 280s;
-    cache.put("e", "E", 60s);    // t0 + 334 s, now the closest to expiry of the live ones
+    cache.put("e", "E", 60s);  // t0 + 334 s, now the closest to expiry of the live ones
     CHECK(cache.size() == 3);
     CHECK_FALSE(cache.get("c").has_value());
     CHECK(cache.get("a") == std::optional<std::string>("A"));
@@ -315,14 +321,14 @@ TEST_CASE("token_cache: hits and misses") {
     token_cache cache(clk.fn());
     CHECK(cache.hits() == 0);
     CHECK(cache.misses() == 0);
-    (void)cache.get("x");                     // miss: absent
+    (void)cache.get("x");  // miss: absent
     cache.put("x", "X", 60s);
-    CHECK(cache.hits() == 0);                 // put counts nothing
+    CHECK(cache.hits() == 0);  // put counts nothing
     CHECK(cache.misses() == 1);
     for (int i = 0; i < 5; ++i) (void)cache.get("x");  // 5 hits
-    (void)cache.get("y");                     // miss: absent
+    (void)cache.get("y");                              // miss: absent
     clk.now += 54s;
-    (void)cache.get("x");                     // miss: expired
+    (void)cache.get("x");  // miss: expired
     CHECK(cache.hits() == 5);
     CHECK(cache.misses() == 3);
 }

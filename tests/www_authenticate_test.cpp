@@ -53,15 +53,11 @@ TEST_CASE("parse_www_authenticate: challenges registries send") {
         {"Docker Hub",
          R"(Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull")",
          {{"bearer",
-           {{"realm", hub_realm},
-            {"service", "registry.docker.io"},
-            {"scope", "repository:library/alpine:pull"}}}}},
+           {{"realm", hub_realm}, {"service", "registry.docker.io"}, {"scope", "repository:library/alpine:pull"}}}}},
         {"Docker Hub, scope listing two actions",
          R"(Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:user/app:pull,push")",
          {{"bearer",
-           {{"realm", hub_realm},
-            {"service", "registry.docker.io"},
-            {"scope", "repository:user/app:pull,push"}}}}},
+           {{"realm", hub_realm}, {"service", "registry.docker.io"}, {"scope", "repository:user/app:pull,push"}}}}},
         {"Docker Hub, insufficient scope with error",
          R"(Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a/b:pull",error="insufficient_scope")",
          {{"bearer",
@@ -73,8 +69,7 @@ TEST_CASE("parse_www_authenticate: challenges registries send") {
          R"(Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:acme/app:pull")",
          {{"bearer",
            {{"realm", "https://ghcr.io/token"}, {"service", "ghcr.io"}, {"scope", "repository:acme/app:pull"}}}}},
-        {"distribution with htpasswd", R"(Basic realm="Registry Realm")",
-         {{"basic", {{"realm", "Registry Realm"}}}}},
+        {"distribution with htpasswd", R"(Basic realm="Registry Realm")", {{"basic", {{"realm", "Registry Realm"}}}}},
         {"spaces after commas and around '='",
          R"(Bearer realm = "https://r/t" ,  service= "s" ,scope ="x")",
          {{"bearer", {{"realm", "https://r/t"}, {"service", "s"}, {"scope", "x"}}}}},
@@ -86,20 +81,26 @@ TEST_CASE("parse_www_authenticate: challenges registries send") {
 
 TEST_CASE("parse_www_authenticate: several challenges in one header") {
     run_cases({
-        {"Basic then Bearer", R"(Basic realm="x", Bearer realm="y",service="z")",
+        {"Basic then Bearer",
+         R"(Basic realm="x", Bearer realm="y",service="z")",
          {{"basic", {{"realm", "x"}}}, {"bearer", {{"realm", "y"}, {"service", "z"}}}}},
-        {"Bearer then Basic", R"(Bearer realm="y",service="z", Basic realm="x")",
+        {"Bearer then Basic",
+         R"(Bearer realm="y",service="z", Basic realm="x")",
          {{"bearer", {{"realm", "y"}, {"service", "z"}}}, {"basic", {{"realm", "x"}}}}},
-        {"no space after the separating comma", R"(Basic realm="x",Bearer realm="y")",
+        {"no space after the separating comma",
+         R"(Basic realm="x",Bearer realm="y")",
          {{"basic", {{"realm", "x"}}}, {"bearer", {{"realm", "y"}}}}},
         {"Bearer with a scope holding commas, then Basic",
          R"(Bearer scope="repository:a:pull,push", Basic realm="x")",
          {{"bearer", {{"scope", "repository:a:pull,push"}}}, {"basic", {{"realm", "x"}}}}},
-        {"parameterless challenge first", R"(Negotiate, Basic realm="x")",
+        {"parameterless challenge first",
+         R"(Negotiate, Basic realm="x")",
          {{"negotiate", {}}, {"basic", {{"realm", "x"}}}}},
-        {"empty list elements", R"(, ,Basic realm="x" , , Bearer realm="y",)",
+        {"empty list elements",
+         R"(, ,Basic realm="x" , , Bearer realm="y",)",
          {{"basic", {{"realm", "x"}}}, {"bearer", {{"realm", "y"}}}}},
-        {"three challenges", R"(Digest realm="d", nonce="n", Basic realm="b", Bearer realm="r")",
+        {"three challenges",
+         R"(Digest realm="d", nonce="n", Basic realm="b", Bearer realm="r")",
          {{"digest", {{"realm", "d"}, {"nonce", "n"}}}, {"basic", {{"realm", "b"}}}, {"bearer", {{"realm", "r"}}}}},
     });
 }
@@ -109,18 +110,22 @@ TEST_CASE("parse_www_authenticate: quoted strings") {
         {"escaped quote", R"(Basic realm="say \"hi\"")", {{"basic", {{"realm", R"(say "hi")"}}}}},
         {"escaped backslash", R"(Basic realm="a\\b")", {{"basic", {{"realm", R"(a\b)"}}}}},
         {"escaped ordinary character", R"(Basic realm="\a\b\c")", {{"basic", {{"realm", "abc"}}}}},
-        {"commas and '=' inside quotes", R"(Bearer realm="a,b=c, d",service="s")",
+        {"commas and '=' inside quotes",
+         R"(Bearer realm="a,b=c, d",service="s")",
          {{"bearer", {{"realm", "a,b=c, d"}, {"service", "s"}}}}},
-        {"something that looks like another challenge inside quotes", R"(Bearer realm="x, Basic realm=y")",
+        {"something that looks like another challenge inside quotes",
+         R"(Bearer realm="x, Basic realm=y")",
          {{"bearer", {{"realm", "x, Basic realm=y"}}}}},
-        {"escaped quote followed by a comma", R"(Bearer realm="a\",b",service="s")",
+        {"escaped quote followed by a comma",
+         R"(Bearer realm="a\",b",service="s")",
          {{"bearer", {{"realm", R"(a",b)"}, {"service", "s"}}}}},
     });
 }
 
 TEST_CASE("parse_www_authenticate: schemes and parameter names are case-insensitive, values keep case") {
     run_cases({
-        {"upper", R"(BEARER REALM="https://Auth.Example/Token",SERVICE="Reg")",
+        {"upper",
+         R"(BEARER REALM="https://Auth.Example/Token",SERVICE="Reg")",
          {{"bearer", {{"realm", "https://Auth.Example/Token"}, {"service", "Reg"}}}}},
         {"mixed", R"(bAsIc ReAlm="MiXeD")", {{"basic", {{"realm", "MiXeD"}}}}},
         {"unquoted value keeps case", "Bearer Error=Invalid_Token", {{"bearer", {{"error", "Invalid_Token"}}}}},
@@ -133,14 +138,18 @@ TEST_CASE("parse_www_authenticate: schemes and parameter names are case-insensit
 
 TEST_CASE("parse_www_authenticate: unquoted token values") {
     run_cases({
-        {"tokens", "Bearer realm=r1,service=registry.docker.io,error=invalid_token",
+        {"tokens",
+         "Bearer realm=r1,service=registry.docker.io,error=invalid_token",
          {{"bearer", {{"realm", "r1"}, {"service", "registry.docker.io"}, {"error", "invalid_token"}}}}},
-        {"tokens and quoted strings mixed", R"(Bearer service=ghcr.io, realm="https://ghcr.io/token")",
+        {"tokens and quoted strings mixed",
+         R"(Bearer service=ghcr.io, realm="https://ghcr.io/token")",
          {{"bearer", {{"service", "ghcr.io"}, {"realm", "https://ghcr.io/token"}}}}},
-        {"token value followed by a second challenge", "Basic realm=x, Bearer realm=y",
+        {"token value followed by a second challenge",
+         "Basic realm=x, Bearer realm=y",
          {{"basic", {{"realm", "x"}}}, {"bearer", {{"realm", "y"}}}}},
         // ':' and '/' are not tchars: an unquoted URL is malformed; the parse stops at the ':'
-        {"unquoted URL", "Bearer service=s,realm=https://auth/token",
+        {"unquoted URL",
+         "Bearer service=s,realm=https://auth/token",
          {{"bearer", {{"service", "s"}, {"realm", "https"}}}}},
     });
 }
@@ -149,15 +158,18 @@ TEST_CASE("parse_www_authenticate: token68") {
     run_cases({
         {"padded token68", "Negotiate abc==", {{"negotiate", {}}}},
         {"single '=' padding", "Negotiate abc=", {{"negotiate", {}}}},
-        {"padded token68, then Basic", R"(Negotiate abc==, Basic realm="x")",
+        {"padded token68, then Basic",
+         R"(Negotiate abc==, Basic realm="x")",
          {{"negotiate", {}}, {"basic", {{"realm", "x"}}}}},
-        {"Basic then padded token68", R"(Basic realm="x", Negotiate YWJj==)",
+        {"Basic then padded token68",
+         R"(Basic realm="x", Negotiate YWJj==)",
          {{"basic", {{"realm", "x"}}}, {"negotiate", {}}}},
         // RFC 7235 §4.1: `challenge = auth-scheme [ 1*SP ( token68 / #auth-param ) ]` and
         // challenges are separated by commas, so "Negotiate abc" is ONE challenge whose
         // token68 is "abc" (token68 padding is optional).
         {"token68 without padding", "Negotiate abc", {{"negotiate", {}}}},
-        {"token68 without padding, then Basic", R"(Negotiate abc, Basic realm="x")",
+        {"token68 without padding, then Basic",
+         R"(Negotiate abc, Basic realm="x")",
          {{"negotiate", {}}, {"basic", {{"realm", "x"}}}}},
     });
 }
@@ -170,12 +182,13 @@ TEST_CASE("parse_www_authenticate: empty, garbage and truncated input never thro
         {"garbage", "@@@", {}},
         {"quote where a scheme belongs", R"("Bearer" realm="x")", {}},
         {"garbage after a challenge", R"(Bearer realm="x" @@@ service="s")", {{"bearer", {{"realm", "x"}}}}},
-        {"garbage after a complete challenge and a comma", R"(Basic realm="x", {nope})",
-         {{"basic", {{"realm", "x"}}}}},
-        {"unterminated quote keeps earlier params", R"(Bearer realm="https://r/t",service="reg)",
+        {"garbage after a complete challenge and a comma", R"(Basic realm="x", {nope})", {{"basic", {{"realm", "x"}}}}},
+        {"unterminated quote keeps earlier params",
+         R"(Bearer realm="https://r/t",service="reg)",
          {{"bearer", {{"realm", "https://r/t"}}}}},
         {"unterminated quote as first param", R"(Bearer realm="https://r/t)", {{"bearer", {}}}},
-        {"unterminated quote keeps earlier challenges", R"(Basic realm="b", Bearer realm="r",scope="x)",
+        {"unterminated quote keeps earlier challenges",
+         R"(Basic realm="b", Bearer realm="r",scope="x)",
          {{"basic", {{"realm", "b"}}}, {"bearer", {{"realm", "r"}}}}},
         {"backslash at the very end", R"(Bearer realm="abc\)", {{"bearer", {}}}},
         {"'=' with nothing after it", "Bearer realm=", {{"bearer", {}}}},
@@ -191,9 +204,9 @@ TEST_CASE("parse_www_authenticate: empty, garbage and truncated input never thro
 TEST_CASE("parse_www_authenticate: a duplicate parameter keeps its first value") {
     run_cases({
         {"same case", R"(Bearer realm="first",realm="second")", {{"bearer", {{"realm", "first"}}}}},
-        {"different case", R"(Bearer REALM="first", realm="second", Realm=third)",
-         {{"bearer", {{"realm", "first"}}}}},
-        {"parameters of the next challenge are its own", R"(Basic realm="b", Bearer realm="r")",
+        {"different case", R"(Bearer REALM="first", realm="second", Realm=third)", {{"bearer", {{"realm", "first"}}}}},
+        {"parameters of the next challenge are its own",
+         R"(Basic realm="b", Bearer realm="r")",
          {{"basic", {{"realm", "b"}}}, {"bearer", {{"realm", "r"}}}}},
     });
 }
@@ -208,7 +221,8 @@ TEST_CASE("auth_challenge::param") {
 }
 
 TEST_CASE("find_challenge") {
-    const auto all = parse_www_authenticate(R"(Basic realm="b1", Bearer realm="r1", Basic realm="b2", Bearer realm="r2")");
+    const auto all =
+        parse_www_authenticate(R"(Basic realm="b1", Bearer realm="r1", Basic realm="b2", Bearer realm="r2")");
     REQUIRE(all.size() == 4);
 
     struct case_t {
@@ -217,11 +231,9 @@ TEST_CASE("find_challenge") {
         std::string realm;
     };
     const std::vector<case_t> cases = {
-        {"basic", true, "b1"},   // the first one with that scheme
-        {"bearer", true, "r1"},
-        {"negotiate", false, ""},
-        {"", false, ""},
-        {"BEARER", false, ""},  // schemes are stored lowercase; the caller asks in lowercase
+        {"basic", true, "b1"},  // the first one with that scheme
+        {"bearer", true, "r1"}, {"negotiate", false, ""},
+        {"", false, ""},        {"BEARER", false, ""},  // schemes are stored lowercase; the caller asks in lowercase
     };
     for (const auto& c : cases) {
         CAPTURE(c.scheme);

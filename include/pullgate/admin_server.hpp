@@ -17,8 +17,8 @@ namespace pullgate {
 class admin_server {
 public:
     struct hooks {
-        std::function<bool()> ready;                 // /readyz: 200 when true, else 503
-        std::function<std::string()> render_metrics; // /metrics body
+        std::function<bool()> ready;                  // /readyz: 200 when true, else 503
+        std::function<std::string()> render_metrics;  // /metrics body
     };
 
     // Binds `where`. Throws boost::system::system_error.

@@ -18,7 +18,7 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
 
 // Writes DIR/_default/hosts.toml for `mirror_url` (default: http://<listen>
 // from the config) and warns about per-registry directories that win over it.
-int containerd_hosts(const std::string& config_path, const std::string& dir, std::string mirror_url,
-                     std::ostream& out, std::ostream& err);
+int containerd_hosts(const std::string& config_path, const std::string& dir, std::string mirror_url, std::ostream& out,
+                     std::ostream& err);
 
 }  // namespace pullgate

@@ -36,17 +36,17 @@ struct registry_transport {
 };
 
 struct limits {
-    std::size_t max_connections = 1024;           // downstream connections at once
-    std::size_t max_header_bytes = 16 * 1024;     // request line + headers
+    std::size_t max_connections = 1024;        // downstream connections at once
+    std::size_t max_header_bytes = 16 * 1024;  // request line + headers
     std::size_t max_manifest_bytes = 4 * 1024 * 1024;
-    std::size_t relay_buffer_bytes = 256 * 1024;            // per relay (less for a smaller body)
+    std::size_t relay_buffer_bytes = 256 * 1024;             // per relay (less for a smaller body)
     std::size_t relay_buffer_total_bytes = 2 * 1024 * 1024;  // all relays at once; beyond, 16 KiB each
-    std::chrono::seconds client_header_timeout{30};   // a request's headers must arrive within
-    std::chrono::seconds client_idle_timeout{120};    // keep-alive idle, and a stalled client write
-    std::chrono::seconds upstream_connect_timeout{10};  // DNS + TCP + TLS
-    std::chrono::seconds upstream_stall_timeout{60};    // no upstream progress for this long cuts the relay
-    std::chrono::seconds upstream_idle_timeout{60};     // pooled idle upstream connections are closed after
-    std::chrono::seconds shutdown_grace{25};          // SIGTERM: in-flight relays get this long
+    std::chrono::seconds client_header_timeout{30};          // a request's headers must arrive within
+    std::chrono::seconds client_idle_timeout{120};           // keep-alive idle, and a stalled client write
+    std::chrono::seconds upstream_connect_timeout{10};       // DNS + TCP + TLS
+    std::chrono::seconds upstream_stall_timeout{60};         // no upstream progress for this long cuts the relay
+    std::chrono::seconds upstream_idle_timeout{60};          // pooled idle upstream connections are closed after
+    std::chrono::seconds shutdown_grace{25};                 // SIGTERM: in-flight relays get this long
     unsigned max_redirects = 5;
 };
 
@@ -54,8 +54,8 @@ struct config {
     std::string source;  // file the config came from ("" when parsed from text)
     listen_address listen{"127.0.0.1", 5000, "127.0.0.1:5000"};
     std::optional<listen_address> admin_listen;
-    std::vector<policy_rule> allow_list;   // containerRegistry.privateBaseImageAllowList
-    std::string credentials_file;          // docker config.json; "" = none
+    std::vector<policy_rule> allow_list;  // containerRegistry.privateBaseImageAllowList
+    std::string credentials_file;         // docker config.json; "" = none
     std::optional<registry_name> default_registry;
     std::map<std::string, registry_transport> registries;  // by registry_name::key()
     std::string decision_log_path = "/var/log/pullgate/decisions.log";

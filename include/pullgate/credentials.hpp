@@ -17,7 +17,7 @@ namespace pullgate {
 // One `auths` entry. Secrets live only here; `key` and `fingerprint` are
 // safe to log.
 struct credential {
-    std::string key;            // as written in the file, e.g. "ghcr.io/acme"
+    std::string key;  // as written in the file, e.g. "ghcr.io/acme"
     registry_pattern pattern;
     std::string username;
     std::string password;

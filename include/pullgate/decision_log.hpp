@@ -8,7 +8,9 @@
 #include <mutex>
 #include <string>
 
-namespace spdlog { class logger; }
+namespace spdlog {
+class logger;
+}
 
 namespace pullgate {
 
@@ -21,10 +23,10 @@ struct decision_record {
     std::string repository;
     std::string kind;
     std::string reference;
-    std::string decision;     // allow | deny | error
+    std::string decision;  // allow | deny | error
     std::string reason;
     std::string rule;
-    std::string credential;   // the credential key, never the secret
+    std::string credential;  // the credential key, never the secret
     unsigned status = 0;
     unsigned upstream_status = 0;  // 0 = no upstream response
     std::uint64_t bytes = 0;       // body bytes sent to the client

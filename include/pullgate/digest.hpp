@@ -25,7 +25,9 @@ public:
     const std::string& actual() const { return actual_; }
 
 private:
-    struct ctx_deleter { void operator()(void* p) const; };
+    struct ctx_deleter {
+        void operator()(void* p) const;
+    };
     std::unique_ptr<void, ctx_deleter> ctx_;
     std::string expected_;
     std::string actual_;

@@ -17,8 +17,8 @@ namespace pullgate {
 class metrics {
 public:
     // Upper bounds (seconds) of the upstream latency histogram.
-    static constexpr std::array<double, 12> latency_buckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                              0.5,   1.0,  2.5,   5.0,  10.0, 30.0};
+    static constexpr std::array<double, 12> latency_buckets = {0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
+                                                               0.5,   1.0,  2.5,   5.0,  10.0, 30.0};
 
     void count_request(std::string_view decision, std::string_view reason);
     void add_bytes(std::uint64_t n) { bytes_relayed_ += n; }

@@ -19,8 +19,8 @@ std::string_view to_string(request_kind k);
 // A parsed request target, e.g. /v2/library/alpine/manifests/3.19?ns=docker.io
 struct oci_request {
     request_kind kind = request_kind::ping;
-    std::string repository;  // "library/alpine"; empty for ping
-    std::string reference;   // tag or digest; empty for ping and tags
+    std::string repository;         // "library/alpine"; empty for ping
+    std::string reference;          // tag or digest; empty for ping and tags
     std::optional<std::string> ns;  // raw, percent-decoded value of the ns query parameter
     std::string upstream_query;     // the query to forward: every parameter but ns, encoded
 };

@@ -12,7 +12,7 @@ namespace pullgate {
 
 // An allowlist entry or credential key, with the text the admin wrote.
 struct policy_rule {
-    std::string text;        // as written in the config / credentials file
+    std::string text;  // as written in the config / credentials file
     registry_pattern pattern;
 };
 

@@ -29,10 +29,10 @@ struct runtime {
     std::shared_ptr<const credential_store> credentials;
     std::vector<policy_rule> credential_keys;  // seed rule: registries with stored credentials
     std::unique_ptr<upstream_client> upstream;
-    std::unique_ptr<upstream_auth> auth;       // shares the token cache across reloads
+    std::unique_ptr<upstream_auth> auth;  // shares the token cache across reloads
     std::shared_ptr<decision_log> log;
-    std::shared_ptr<relay_buffers> buffers;    // shared across reloads
-    metrics* stats = nullptr;                  // process-wide, outlives every runtime
+    std::shared_ptr<relay_buffers> buffers;  // shared across reloads
+    metrics* stats = nullptr;                // process-wide, outlives every runtime
 };
 
 using client_request = boost::beast::http::request<boost::beast::http::empty_body>;

@@ -16,7 +16,7 @@ namespace pullgate {
 // Docker Hub's aliases (docker.io, index.docker.io, registry-1.docker.io) are
 // all named "docker.io" and dialled at registry-1.docker.io.
 struct registry_name {
-    std::string host;    // "ghcr.io", "127.0.0.1", "[::1]"
+    std::string host;        // "ghcr.io", "127.0.0.1", "[::1]"
     std::uint16_t port = 0;  // 0 = the scheme's default port
 
     // "host" or "host:port": the key used in config, logs and policy.
@@ -39,13 +39,12 @@ boost::system::result<registry_name, std::string> parse_registry_name(std::strin
 // repository "v1"; so does `index.docker.io/v1` without a scheme.
 // Host may start with "*." when `allow_wildcard` is set.
 struct registry_pattern {
-    std::string host;           // lowercase; may be "*.example.com"
-    std::uint16_t port = 0;     // 0 = default port only
-    std::string path_prefix;    // repository prefix without slashes at the ends; may be empty
+    std::string host;         // lowercase; may be "*.example.com"
+    std::uint16_t port = 0;   // 0 = default port only
+    std::string path_prefix;  // repository prefix without slashes at the ends; may be empty
 };
 
-boost::system::result<registry_pattern, std::string> parse_registry_pattern(std::string_view text,
-                                                                            bool allow_wildcard);
+boost::system::result<registry_pattern, std::string> parse_registry_pattern(std::string_view text, bool allow_wildcard);
 
 // Canonical text of a pattern, e.g. "ghcr.io/acme", "127.0.0.1:5443".
 std::string to_string(const registry_pattern& p);

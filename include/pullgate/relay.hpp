@@ -37,10 +37,9 @@ struct relay_result {
 
 // Writes `header` to `down`, then, unless `header_only`, the body of `up`
 // through a buffer from `buffers`, held only while the body streams (idle
-// keep-alive connections, and containerd keeps many, hold no relay memory). With `verify`, every byte is hashed and the final bytes
-// are withheld when the digest does not match: the caller must then close
-// `down`, as after any failure, so the client sees a cut connection and
-// never a complete-looking wrong body.
+// keep-alive connections, and containerd keeps many, hold no relay memory). With `verify`, every byte is hashed and the
+// final bytes are withheld when the digest does not match: the caller must then close `down`, as after any failure, so
+// the client sees a cut connection and never a complete-looking wrong body.
 boost::asio::awaitable<relay_result> relay(upstream_response& up, boost::beast::tcp_stream& down,
                                            downstream_header& header, bool header_only, digester* verify,
                                            relay_buffers& buffers, const limits& lim);

@@ -60,8 +60,7 @@ public:
     auto async_write_some(const ConstBufferSequence& buffers, Token&& token) {
         const boost::asio::const_buffer first = first_nonempty(buffers);
         const std::size_t total = boost::asio::buffer_size(buffers);
-        if (total == first.size() || total > gather_limit)
-            return start(write_step{first}, std::forward<Token>(token));
+        if (total == first.size() || total > gather_limit) return start(write_step{first}, std::forward<Token>(token));
         gathered_.resize(total);
         boost::asio::buffer_copy(boost::asio::buffer(gathered_), buffers);
         return start(write_step{boost::asio::buffer(gathered_)}, std::forward<Token>(token));
@@ -156,8 +155,7 @@ private:
 
     template <class Step, class Token>
     auto start(Step step, Token&& token) {
-        return boost::asio::async_compose<Token, void(error_code, std::size_t)>(op<Step>{{}, *this, step},
-                                                                               token, tcp_);
+        return boost::asio::async_compose<Token, void(error_code, std::size_t)>(op<Step>{{}, *this, step}, token, tcp_);
     }
 
     static error_code truncated();
@@ -166,12 +164,12 @@ private:
     ssl_st* ssl_ = nullptr;
     bio_st* bio_ = nullptr;
     static constexpr std::size_t gather_limit = 16 * 1024;  // one TLS record of plaintext
-    std::string gathered_;           // a small buffer sequence made contiguous for one record
-    std::string out_;                // ciphertext OpenSSL wrote, sent by the running operation
+    std::string gathered_;                                  // a small buffer sequence made contiguous for one record
+    std::string out_;                                       // ciphertext OpenSSL wrote, sent by the running operation
     std::array<char, 2048> peek_{};  // bytes the readiness wait read (a whole small answer), handed to OpenSSL first
     std::size_t peek_begin_ = 0;
     std::size_t peek_end_ = 0;
-    int recv_errno_ = 0;             // the last socket error the BIO saw
+    int recv_errno_ = 0;  // the last socket error the BIO saw
 };
 
 }  // namespace pullgate

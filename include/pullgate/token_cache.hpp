@@ -18,7 +18,7 @@ namespace pullgate {
 
 // A token service's answer (docker token spec / OAuth2).
 struct token_response {
-    std::string token;  // "token", or "access_token" when "token" is absent
+    std::string token;                    // "token", or "access_token" when "token" is absent
     std::chrono::seconds expires_in{60};  // 60 s when absent
 };
 
@@ -33,8 +33,8 @@ std::string token_cache_key(std::string_view registry, std::string_view scope, s
 class token_cache {
 public:
     using clock = std::chrono::steady_clock;
-    explicit token_cache(std::function<clock::time_point()> now = [] { return clock::now(); },
-                         std::size_t max_entries = 10000);
+    explicit token_cache(
+        std::function<clock::time_point()> now = [] { return clock::now(); }, std::size_t max_entries = 10000);
 
     // The cached token, if present and not within its safety margin of expiry.
     std::optional<std::string> get(const std::string& key);

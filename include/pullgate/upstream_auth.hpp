@@ -28,9 +28,9 @@ struct auth_target {
 };
 
 struct auth_failure {
-    unsigned status;     // 403 for rejected credentials, 502 for an unreachable token service
-    std::string reason;  // decision-log token
-    std::string message; // safe to show: never a secret
+    unsigned status;      // 403 for rejected credentials, 502 for an unreachable token service
+    std::string reason;   // decision-log token
+    std::string message;  // safe to show: never a secret
 };
 
 class upstream_auth {
@@ -50,8 +50,10 @@ public:
     std::shared_ptr<token_cache> shared_cache() const { return cache_; }
 
 private:
-    boost::asio::awaitable<boost::system::result<token_response, auth_failure>> fetch_token(
-        const auth_target& t, const std::string& realm, const std::string& service, const std::string& scope);
+    boost::asio::awaitable<boost::system::result<token_response, auth_failure>> fetch_token(const auth_target& t,
+                                                                                            const std::string& realm,
+                                                                                            const std::string& service,
+                                                                                            const std::string& scope);
 
     upstream_client& client_;
     metrics& stats_;

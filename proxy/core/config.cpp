@@ -1,9 +1,9 @@
 #include "pullgate/config.hpp"
 
+#include <yaml-cpp/yaml.h>
 #include <boost/url/grammar/parse.hpp>
 #include <boost/url/ipv4_address.hpp>
 #include <boost/url/ipv6_address.hpp>
-#include <yaml-cpp/yaml.h>
 
 #include <fstream>
 #include <set>
@@ -130,11 +130,11 @@ void parse_registries(const context& ctx, const YAML::Node& node, config& cfg) {
 void parse_limits(const context& ctx, const YAML::Node& node, struct limits& l) {
     constexpr std::string_view key = "limits";
     expect_map(ctx, node, key);
-    reject_unknown_keys(ctx, node, key,
-                        {"maxConnections", "maxHeaderBytes", "maxManifestBytes", "relayBufferBytes", "relayBufferTotalBytes",
-                         "clientHeaderTimeoutSeconds", "clientIdleTimeoutSeconds", "upstreamConnectTimeoutSeconds",
-                         "upstreamStallTimeoutSeconds", "upstreamIdleTimeoutSeconds", "shutdownGraceSeconds",
-                         "maxRedirects"});
+    reject_unknown_keys(
+        ctx, node, key,
+        {"maxConnections", "maxHeaderBytes", "maxManifestBytes", "relayBufferBytes", "relayBufferTotalBytes",
+         "clientHeaderTimeoutSeconds", "clientIdleTimeoutSeconds", "upstreamConnectTimeoutSeconds",
+         "upstreamStallTimeoutSeconds", "upstreamIdleTimeoutSeconds", "shutdownGraceSeconds", "maxRedirects"});
     auto size = [&](const char* name, std::size_t& out, std::uint64_t max) {
         if (auto v = node[name]) out = get_positive(ctx, v, join(key, name), max);
     };
@@ -152,8 +152,10 @@ void parse_limits(const context& ctx, const YAML::Node& node, struct limits& l) 
     seconds("upstreamStallTimeoutSeconds", l.upstream_stall_timeout);
     seconds("upstreamIdleTimeoutSeconds", l.upstream_idle_timeout);
     seconds("shutdownGraceSeconds", l.shutdown_grace);
-    if (auto v = node["maxRedirects"]) l.max_redirects = static_cast<unsigned>(get_positive(ctx, v, join(key, "maxRedirects"), 20));
-    if (l.relay_buffer_bytes < 4096) ctx.fail(node["relayBufferBytes"], join(key, "relayBufferBytes"), "must be at least 4096");
+    if (auto v = node["maxRedirects"])
+        l.max_redirects = static_cast<unsigned>(get_positive(ctx, v, join(key, "maxRedirects"), 20));
+    if (l.relay_buffer_bytes < 4096)
+        ctx.fail(node["relayBufferBytes"], join(key, "relayBufferBytes"), "must be at least 4096");
 }
 
 }  // namespace
@@ -168,8 +170,10 @@ std::optional<listen_address> parse_listen_address(std::string_view text) {
     if (colon == std::string_view::npos || colon + 1 == text.size()) return std::nullopt;
     std::string_view host = text.substr(0, colon);
     std::string_view port = text.substr(colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    else if (host.find(':') != std::string_view::npos) return std::nullopt;  // IPv6 needs brackets
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    else if (host.find(':') != std::string_view::npos)
+        return std::nullopt;  // IPv6 needs brackets
     if (!boost::urls::parse_ipv4_address(host) && !boost::urls::parse_ipv6_address(host)) return std::nullopt;
     if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
     unsigned long p = std::stoul(std::string(port));

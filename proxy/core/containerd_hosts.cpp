@@ -15,8 +15,8 @@ namespace {
 // line would let it write other tables (a [host."..."] entry means bypass).
 void check_mirror_url(const std::string& url) {
     auto parsed = boost::urls::parse_absolute_uri(url);
-    if (!parsed || (parsed->scheme_id() != boost::urls::scheme::http &&
-                    parsed->scheme_id() != boost::urls::scheme::https))
+    if (!parsed ||
+        (parsed->scheme_id() != boost::urls::scheme::http && parsed->scheme_id() != boost::urls::scheme::https))
         throw std::invalid_argument("mirror URL must be an absolute http:// or https:// URL: " + url);
     if (parsed->host().empty() || parsed->has_userinfo())
         throw std::invalid_argument("mirror URL needs a host and no userinfo: " + url);
@@ -31,7 +31,9 @@ std::string no_bypass_hosts_toml(const std::string& mirror_url) {
     check_mirror_url(mirror_url);
     return "# Written by pullgate: every registry is pulled through the mirror below.\n"
            "# No [host.\"...\"] entries: containerd must not fall back to the registry itself.\n"
-           "server = \"" + mirror_url + "\"\n"
+           "server = \"" +
+           mirror_url +
+           "\"\n"
            "capabilities = [\"pull\", \"resolve\"]\n"
            "\n"
            "[host]\n";
@@ -55,8 +57,7 @@ std::vector<std::string> write_no_bypass_hosts(const std::string& dir, const std
 
     std::vector<std::string> shadowing;
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
-        if (entry.is_directory() && entry.path().filename() != "_default")
-            shadowing.push_back(entry.path().string());
+        if (entry.is_directory() && entry.path().filename() != "_default") shadowing.push_back(entry.path().string());
     }
     return shadowing;
 }

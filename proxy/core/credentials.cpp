@@ -2,8 +2,8 @@
 
 #include "pullgate/digest.hpp"
 
-#include <nlohmann/json.hpp>
 #include <openssl/evp.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -124,8 +124,9 @@ credential_store parse_credentials(std::string_view json_text, std::string_view 
         }
         if (!c.has_basic() && c.identity_token.empty() && c.registry_token.empty())
             throw config_error(where + ": no auth, username/password, identitytoken or registrytoken");
-        c.fingerprint = sha256_digest(c.username + '\0' + c.password + '\0' + c.identity_token + '\0' +
-                                      c.registry_token).substr(7, 12);
+        c.fingerprint =
+            sha256_digest(c.username + '\0' + c.password + '\0' + c.identity_token + '\0' + c.registry_token)
+                .substr(7, 12);
         entries.push_back(std::move(c));
     }
     credential_store store(std::move(entries));

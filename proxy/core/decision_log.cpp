@@ -1,8 +1,8 @@
 #include "pullgate/decision_log.hpp"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <ctime>
 #include <filesystem>
@@ -53,8 +53,10 @@ std::string to_json_line(const decision_record& r) {
     j["rule"] = r.rule;
     j["credential"] = r.credential;
     j["status"] = r.status;
-    if (r.upstream_status) j["upstream_status"] = r.upstream_status;
-    else j["upstream_status"] = nullptr;
+    if (r.upstream_status)
+        j["upstream_status"] = r.upstream_status;
+    else
+        j["upstream_status"] = nullptr;
     j["bytes"] = r.bytes;
     j["duration_ms"] = r.duration_ms;
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

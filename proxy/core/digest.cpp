@@ -20,7 +20,9 @@ std::string to_hex(const unsigned char* data, unsigned len) {
 
 }  // namespace
 
-void digester::ctx_deleter::operator()(void* p) const { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(p)); }
+void digester::ctx_deleter::operator()(void* p) const {
+    EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(p));
+}
 
 digester::digester(std::string_view expected) : ctx_(EVP_MD_CTX_new()), expected_(expected) {
     if (!ctx_) throw std::bad_alloc();

@@ -25,10 +25,9 @@ failure upstream_failure(unsigned status, std::string message, std::string reaso
 }
 
 std::string oci_error_body(const failure& f) {
-    nlohmann::json body = {{"errors",
-                            nlohmann::json::array({{{"code", f.code},
-                                                    {"message", f.message},
-                                                    {"detail", nlohmann::json::object()}}})}};
+    nlohmann::json body = {
+        {"errors",
+         nlohmann::json::array({{{"code", f.code}, {"message", f.message}, {"detail", nlohmann::json::object()}}})}};
     // replace invalid UTF-8 instead of throwing: messages may quote client input
     return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -23,8 +23,8 @@ boost::system::result<image_ref, std::string> parse_image_ref(std::string_view t
     }
     // A tag is a ':' after the last '/' (a ':' before it is a registry port).
     const auto last_slash = rest.rfind('/');
-    if (auto colon = rest.rfind(':'); colon != std::string_view::npos &&
-                                      (last_slash == std::string_view::npos || colon > last_slash)) {
+    if (auto colon = rest.rfind(':');
+        colon != std::string_view::npos && (last_slash == std::string_view::npos || colon > last_slash)) {
         out.tag = std::string(rest.substr(colon + 1));
         if (!is_valid_tag(out.tag)) return error_text{"invalid tag '" + out.tag + "'"};
         rest = rest.substr(0, colon);

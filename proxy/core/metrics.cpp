@@ -62,7 +62,8 @@ std::string metrics::render(std::uint64_t token_cache_hits, std::string_view ver
            << "pullgate_upstream_latency_seconds_sum " << fmt::format("{}", latency_sum_) << "\n"  // shortest exact
            << "pullgate_upstream_latency_seconds_count " << latency_count_ << "\n";
     }
-    os << "# HELP pullgate_relayed_bytes_total Body bytes sent to clients.\n# TYPE pullgate_relayed_bytes_total counter\n"
+    os << "# HELP pullgate_relayed_bytes_total Body bytes sent to clients.\n# TYPE pullgate_relayed_bytes_total "
+          "counter\n"
        << "pullgate_relayed_bytes_total " << bytes_relayed_.load() << "\n"
        << "# HELP pullgate_token_fetches_total Token requests sent to token services.\n"
        << "# TYPE pullgate_token_fetches_total counter\n"

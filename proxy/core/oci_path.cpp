@@ -1,7 +1,7 @@
 #include "pullgate/oci_path.hpp"
 
-#include <boost/url/parse.hpp>
 #include <boost/url/decode_view.hpp>
+#include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
 #include <vector>
@@ -11,9 +11,15 @@ namespace {
 
 constexpr std::size_t max_repository_length = 255;
 
-bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-bool is_alnum(char c) { return is_lower_alnum(c) || (c >= 'A' && c <= 'Z'); }
-bool is_lower_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+bool is_lower_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+bool is_alnum(char c) {
+    return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+bool is_lower_hex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
 
 // [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
 bool is_valid_component(std::string_view c) {
@@ -45,11 +51,16 @@ bool is_valid_component(std::string_view c) {
 
 std::string_view to_string(request_kind k) {
     switch (k) {
-        case request_kind::ping: return "ping";
-        case request_kind::manifest: return "manifest";
-        case request_kind::blob: return "blob";
-        case request_kind::tags: return "tags";
-        case request_kind::referrers: return "referrers";
+        case request_kind::ping:
+            return "ping";
+        case request_kind::manifest:
+            return "manifest";
+        case request_kind::blob:
+            return "blob";
+        case request_kind::tags:
+            return "tags";
+        case request_kind::referrers:
+            return "referrers";
     }
     return "unknown";
 }
@@ -59,7 +70,8 @@ bool is_valid_repository(std::string_view name) {
     std::size_t start = 0;
     while (true) {
         std::size_t slash = name.find('/', start);
-        std::string_view comp = name.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+        std::string_view comp =
+            name.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
         if (!is_valid_component(comp)) return false;
         if (slash == std::string_view::npos) return true;
         start = slash + 1;
@@ -75,7 +87,9 @@ bool is_valid_tag(std::string_view tag) {
     return true;
 }
 
-bool is_digest(std::string_view reference) { return reference.find(':') != std::string_view::npos; }
+bool is_digest(std::string_view reference) {
+    return reference.find(':') != std::string_view::npos;
+}
 
 // algorithm:encoded, restricted to the algorithms pullgate can verify
 // (sha256: 64 lowercase hex, sha512: 128 lowercase hex).
@@ -139,14 +153,18 @@ boost::system::result<oci_request, failure> parse_request_target(std::string_vie
     std::string_view action = rest.substr(second + 1, last - second - 1);
     std::string_view arg = rest.substr(last + 1);
 
-    if (action == "manifests") req.kind = request_kind::manifest;
-    else if (action == "blobs") req.kind = request_kind::blob;
-    else if (action == "tags" && arg == "list") req.kind = request_kind::tags;
-    else if (action == "referrers") req.kind = request_kind::referrers;
-    else return not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request");
+    if (action == "manifests")
+        req.kind = request_kind::manifest;
+    else if (action == "blobs")
+        req.kind = request_kind::blob;
+    else if (action == "tags" && arg == "list")
+        req.kind = request_kind::tags;
+    else if (action == "referrers")
+        req.kind = request_kind::referrers;
+    else
+        return not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request");
 
-    if (!is_valid_repository(name))
-        return bad_request("NAME_INVALID", "invalid repository name");
+    if (!is_valid_repository(name)) return bad_request("NAME_INVALID", "invalid repository name");
     req.repository = std::string(name);
 
     switch (req.kind) {

@@ -10,8 +10,7 @@
 namespace pullgate {
 namespace {
 
-constexpr std::array<std::string_view, 3> docker_hub_aliases = {"docker.io", "index.docker.io",
-                                                                 "registry-1.docker.io"};
+constexpr std::array<std::string_view, 3> docker_hub_aliases = {"docker.io", "index.docker.io", "registry-1.docker.io"};
 constexpr std::string_view docker_hub = "docker.io";
 constexpr std::string_view docker_hub_endpoint = "registry-1.docker.io";
 
@@ -31,7 +30,8 @@ bool is_dns_name(std::string_view host) {
     std::string_view last_label;
     while (start <= host.size()) {
         std::size_t dot = host.find('.', start);
-        std::string_view label = host.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+        std::string_view label =
+            host.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
         if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
         for (char c : label)
             if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
@@ -56,7 +56,8 @@ std::string registry_name::endpoint_host() const {
 
 bool registry_name::is_ip_literal() const {
     if (!host.empty() && host.front() == '[') return true;
-    return !host.empty() && std::all_of(host.begin(), host.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+    return !host.empty() &&
+           std::all_of(host.begin(), host.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
 }
 
 boost::system::result<registry_name, std::string> parse_registry_name(std::string_view text) {
@@ -89,7 +90,8 @@ boost::system::result<registry_name, std::string> parse_registry_name(std::strin
         }
         case boost::urls::host_type::name: {
             std::string_view encoded = authority->encoded_host();
-            if (encoded.find('%') != std::string_view::npos) return error_text{"registry host must not be percent-encoded"};
+            if (encoded.find('%') != std::string_view::npos)
+                return error_text{"registry host must not be percent-encoded"};
             out.host = lowercase(encoded);
             if (!is_dns_name(out.host)) return error_text{"registry host is not a valid DNS name or IP address"};
             break;

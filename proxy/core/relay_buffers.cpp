@@ -22,7 +22,9 @@ relay_buffers::lease& relay_buffers::lease::operator=(lease&& other) noexcept {
     return *this;
 }
 
-relay_buffers::lease::~lease() { give_back(); }
+relay_buffers::lease::~lease() {
+    give_back();
+}
 
 void relay_buffers::lease::give_back() noexcept {
     if (owner_ && reserved_ > 0) owner_->in_use_.fetch_sub(reserved_, std::memory_order_relaxed);

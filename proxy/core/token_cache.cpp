@@ -29,8 +29,9 @@ boost::system::result<token_response, std::string> parse_token_response(std::str
         // Clamp before converting: a double beyond int64's range is undefined
         // behaviour to cast (found by fuzzing); so is reading a huge unsigned as signed.
         double secs = it->get<double>();
-        if (secs >= 1) out.expires_in = std::chrono::seconds(static_cast<std::int64_t>(
-                           std::min(secs, static_cast<double>(max_token_lifetime))));
+        if (secs >= 1)
+            out.expires_in = std::chrono::seconds(
+                static_cast<std::int64_t>(std::min(secs, static_cast<double>(max_token_lifetime))));
     }
     return out;
 }

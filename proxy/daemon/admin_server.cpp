@@ -1,5 +1,6 @@
 #include "pullgate/admin_server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -14,7 +15,6 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <spdlog/spdlog.h>
 
 namespace pullgate {
 namespace asio = boost::asio;
@@ -36,7 +36,9 @@ admin_server::admin_server(asio::io_context& ioc, const listen_address& where, h
     acceptor_.listen();
 }
 
-void admin_server::start() { asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached); }
+void admin_server::start() {
+    asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
+}
 
 void admin_server::stop() {
     asio::post(acceptor_.get_executor(), [this] {

@@ -31,7 +31,7 @@ int check_config(const std::string& config_path, std::ostream& out, std::ostream
         const auto path = credentials_path(cfg);
         out << "credentials: " << (path ? *path : "(none)") << "\n";
         for (const auto& c : creds.entries()) {
-            std::string kind = !c.registry_token.empty() ? "registrytoken"
+            std::string kind = !c.registry_token.empty()   ? "registrytoken"
                                : !c.identity_token.empty() ? "identitytoken"
                                                            : "username/password";
             out << "  - " << c.key << " (" << kind << "; allowed by the seed rule)\n";
@@ -86,8 +86,8 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
     return d.allowed ? 0 : 1;
 }
 
-int containerd_hosts(const std::string& config_path, const std::string& dir, std::string mirror_url,
-                     std::ostream& out, std::ostream& err) {
+int containerd_hosts(const std::string& config_path, const std::string& dir, std::string mirror_url, std::ostream& out,
+                     std::ostream& err) {
     if (dir.empty()) {
         err << "pullgate: containerd-hosts needs --dir DIR\n";
         return 2;

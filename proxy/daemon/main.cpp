@@ -7,6 +7,9 @@
 #include "pullgate/server.hpp"
 #include "pullgate/version.hpp"
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -15,9 +18,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-#include <systemd/sd-daemon.h>
 
 #include <atomic>
 #include <csignal>
@@ -97,8 +97,10 @@ args parse_args(int argc, char** argv) {
 void setup_diagnostics() {
     auto logger = spdlog::stderr_color_mt("pullgate");
     // Under journald the timestamp comes from the journal; <N> is the syslog priority.
-    if (std::getenv("JOURNAL_STREAM")) logger->set_pattern("<%l> %v");
-    else logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    if (std::getenv("JOURNAL_STREAM"))
+        logger->set_pattern("<%l> %v");
+    else
+        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     spdlog::set_default_logger(logger);
     spdlog::set_level(spdlog::level::info);
 }

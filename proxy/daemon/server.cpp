@@ -1,5 +1,6 @@
 #include "pullgate/server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -9,7 +10,6 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <spdlog/spdlog.h>
 
 #include <openssl/rand.h>
 
@@ -56,7 +56,9 @@ void server::start() {
     asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
 }
 
-void server::swap_runtime(std::shared_ptr<const runtime> rt) { rt_.store(std::move(rt)); }
+void server::swap_runtime(std::shared_ptr<const runtime> rt) {
+    rt_.store(std::move(rt));
+}
 
 asio::awaitable<void> server::accept_loop() {
     std::size_t next_worker = 0;
@@ -145,8 +147,8 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_executor e
         if (buffer.size() == 0) {
             stream.expires_after(first_request ? rt->cfg->limits.client_header_timeout
                                                : rt->cfg->limits.client_idle_timeout);
-            std::size_t n = co_await stream.async_read_some(buffer.prepare(4096),
-                                                            asio::redirect_error(asio::use_awaitable, ec));
+            std::size_t n =
+                co_await stream.async_read_some(buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
             buffer.commit(n);
         }
         entry.idle = false;
@@ -177,8 +179,8 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_executor e
 
         bool keep_alive = false;
         if (ec) {
-            if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::connection_reset ||
-                ec == asio::error::operation_aborted)
+            if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+                ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
                 break;  // the client went away or stalled; nothing to answer
             rec.method = std::string(parser.get().method_string());
             failure f = bad_request("UNSUPPORTED", "malformed HTTP request: " + ec.message());

@@ -15,8 +15,8 @@
 #include <array>
 #include <chrono>
 #include <optional>
-#include <variant>
 #include <string_view>
+#include <variant>
 
 namespace pullgate {
 namespace asio = boost::asio;
@@ -34,8 +34,8 @@ constexpr std::array<http::field, 9> passed_fields = {
     http::field::link,          http::field::cache_control, http::field::retry_after,
 };
 
-constexpr std::array<std::string_view, 3> passed_names = {
-    "Docker-Content-Digest", "Docker-Distribution-API-Version", "OCI-Filters-Applied"};
+constexpr std::array<std::string_view, 3> passed_names = {"Docker-Content-Digest", "Docker-Distribution-API-Version",
+                                                          "OCI-Filters-Applied"};
 
 bool is_rate_limit_header(std::string_view name) {
     auto starts = [&](std::string_view prefix) {
@@ -103,8 +103,10 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
             conn.buffer.consume(fill);
         }
         while (fill < buffer.size() && fill < remaining) {
-            const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size() - fill, remaining - fill));
-            const std::size_t n = conn.visit([&](auto& s) { return s.read_some(asio::buffer(buffer.data() + fill, want), ec); });
+            const std::size_t want =
+                static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size() - fill, remaining - fill));
+            const std::size_t n =
+                conn.visit([&](auto& s) { return s.read_some(asio::buffer(buffer.data() + fill, want), ec); });
             fill += n;
             if (ec == asio::error::would_block || ec == asio::error::try_again) {
                 ec = {};

@@ -1,10 +1,10 @@
 #include "pullgate/tls_stream.hpp"
 
-#include <boost/asio/error.hpp>
-#include <boost/asio/ssl/error.hpp>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <boost/asio/error.hpp>
+#include <boost/asio/ssl/error.hpp>
 
 #include <sys/socket.h>
 
@@ -97,7 +97,9 @@ tls_stream::tls_stream(asio::any_io_executor ex, asio::ssl::context& ctx) : tcp_
     SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
 }
 
-tls_stream::~tls_stream() { SSL_free(ssl_); }
+tls_stream::~tls_stream() {
+    SSL_free(ssl_);
+}
 
 int tls_stream::handshake_step::operator()(SSL* ssl, std::size_t& n) const {
     n = 0;
@@ -121,7 +123,9 @@ void tls_stream::prepare() {
     recv_errno_ = 0;
 }
 
-tls_stream::error_code tls_stream::truncated() { return asio::ssl::error::stream_truncated; }
+tls_stream::error_code tls_stream::truncated() {
+    return asio::ssl::error::stream_truncated;
+}
 
 tls_stream::status tls_stream::finish(int r, std::size_t& n, error_code& ec) {
     ec = {};
@@ -155,7 +159,8 @@ std::size_t tls_stream::read_some(asio::mutable_buffer b, error_code& ec) {
     if (!out_.empty()) {
         // OpenSSL answered something while reading (a TLS 1.3 KeyUpdate):
         // send what the socket takes now; the next operation sends the rest.
-        const ssize_t sent = ::send(tcp_.socket().native_handle(), out_.data(), out_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        const ssize_t sent =
+            ::send(tcp_.socket().native_handle(), out_.data(), out_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
         if (sent > 0) out_.erase(0, static_cast<std::size_t>(sent));
     }
     if (st == status::want_read) ec = asio::error::would_block;

@@ -3,6 +3,8 @@
 #include "pullgate/version.hpp"
 #include "pullgate/www_authenticate.hpp"
 
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -10,8 +12,6 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
-#include <openssl/evp.h>
-#include <spdlog/spdlog.h>
 
 namespace pullgate {
 namespace asio = boost::asio;
@@ -42,7 +42,9 @@ std::string base64(std::string_view in) {
     return out;
 }
 
-std::string credential_id(const credential* c) { return c ? c->key + "#" + c->fingerprint : "anonymous"; }
+std::string credential_id(const credential* c) {
+    return c ? c->key + "#" + c->fingerprint : "anonymous";
+}
 
 std::string who(const auth_target& t) {
     return t.cred ? "the stored credentials (" + t.cred->key + ")" : "anonymous access";
@@ -59,7 +61,9 @@ auth_failure unavailable(const auth_target& t, std::string detail) {
 
 }  // namespace
 
-std::string pull_scope(std::string_view repository) { return "repository:" + std::string(repository) + ":pull"; }
+std::string pull_scope(std::string_view repository) {
+    return "repository:" + std::string(repository) + ":pull";
+}
 
 upstream_auth::upstream_auth(upstream_client& client, std::shared_ptr<token_cache> cache, metrics& stats)
     : client_(client), stats_(stats), cache_(std::move(cache)) {}
@@ -163,9 +167,12 @@ asio::awaitable<token_result> upstream_auth::fetch_token(const auth_target& t, c
         co_return fail(unavailable(t, "the challenge's realm is not an absolute URL"));
     boost::urls::url url = *parsed;
     origin o;
-    if (url.scheme_id() == boost::urls::scheme::https) o.tls = true;
-    else if (url.scheme_id() == boost::urls::scheme::http && t.insecure_http) o.tls = false;
-    else co_return fail(unavailable(t, "the realm must be https (the registry is not configured insecureHttp)"));
+    if (url.scheme_id() == boost::urls::scheme::https)
+        o.tls = true;
+    else if (url.scheme_id() == boost::urls::scheme::http && t.insecure_http)
+        o.tls = false;
+    else
+        co_return fail(unavailable(t, "the realm must be https (the registry is not configured insecureHttp)"));
     o.host = url.host_address();
     o.port = url.has_port() ? url.port_number() : (o.tls ? 443 : 80);
     url.remove_fragment();
@@ -211,7 +218,8 @@ asio::awaitable<token_result> upstream_auth::fetch_token(const auth_target& t, c
     std::string body;
     co_await client_.read_body(res, body, max_token_body, ec);
     if (ec) co_return fail(unavailable(t, "reading the token response: " + ec.message()));
-    if (status == 401 || status == 403) co_return fail(rejected(t, "the token service answered " + std::to_string(status)));
+    if (status == 401 || status == 403)
+        co_return fail(rejected(t, "the token service answered " + std::to_string(status)));
     if (status != 200) co_return fail(unavailable(t, "the token service answered " + std::to_string(status)));
     auto token = parse_token_response(body);
     if (!token) co_return fail(unavailable(t, token.error()));

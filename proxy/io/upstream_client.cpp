@@ -1,5 +1,9 @@
 #include "pullgate/upstream_client.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -10,10 +14,6 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/url/ipv4_address.hpp>
 #include <boost/url/ipv6_address.hpp>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-#include <spdlog/spdlog.h>
 
 #include <vector>
 
@@ -158,10 +158,14 @@ upstream_connection::upstream_connection(asio::any_io_executor ex, ssl::context&
     ++stats_.upstream_connections;
 }
 
-upstream_connection::~upstream_connection() { --stats_.upstream_connections; }
+upstream_connection::~upstream_connection() {
+    --stats_.upstream_connections;
+}
 
 upstream_client::upstream_client(const config& cfg, metrics& stats)
-    : limits_(cfg.limits), stats_(stats), default_ctx_(ssl::context::tls_client),
+    : limits_(cfg.limits),
+      stats_(stats),
+      default_ctx_(ssl::context::tls_client),
       sessions_(std::make_unique<session_cache>()) {
     configure_context(default_ctx_, nullptr);
     for (const auto& [key, transport] : cfg.registries) {
@@ -215,8 +219,8 @@ asio::awaitable<std::unique_ptr<upstream_connection>> upstream_client::connect(c
 
     asio::ip::tcp::resolver resolver(ex);
     tcp.expires_after(limits_.upstream_connect_timeout);
-    auto resolved = co_await resolver.async_resolve(o.host, std::to_string(o.port),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
+    auto resolved =
+        co_await resolver.async_resolve(o.host, std::to_string(o.port), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return nullptr;
     std::vector<asio::ip::tcp::endpoint> endpoints;
     for (const auto& entry : resolved)
@@ -275,12 +279,11 @@ asio::awaitable<upstream_response> upstream_client::exchange(const origin& o, up
         auto& conn = *out.connection;
         const auto started = std::chrono::steady_clock::now();
         conn.tcp().expires_after(limits_.upstream_stall_timeout);
-        co_await conn.visit([&](auto& s) {
-            return http::async_write(s, req, asio::redirect_error(asio::use_awaitable, ec));
-        });
+        co_await conn.visit(
+            [&](auto& s) { return http::async_write(s, req, asio::redirect_error(asio::use_awaitable, ec)); });
         out.parser = std::make_unique<upstream_parser>();
         out.parser->body_limit(boost::none);  // blobs have no size limit; the relay bounds memory
-        if (head) out.parser->skip(true);      // a HEAD answer has Content-Length but no body
+        if (head) out.parser->skip(true);     // a HEAD answer has Content-Length but no body
         if (!ec) {
             co_await conn.visit([&](auto& s) {
                 return http::async_read_header(s, conn.buffer, *out.parser,
@@ -299,7 +302,7 @@ asio::awaitable<upstream_response> upstream_client::exchange(const origin& o, up
 }
 
 asio::awaitable<void> upstream_client::read_body(upstream_response& res, std::string& out, std::size_t max,
-                                                error_code& ec) {
+                                                 error_code& ec) {
     auto& parser = *res.parser;
     auto& conn = *res.connection;
     char chunk[8192];

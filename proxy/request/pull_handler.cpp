@@ -140,7 +140,7 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     auto refuse = [&](failure f, std::string decision) -> asio::awaitable<bool> {
         set_failure(rec, f, std::move(decision));
         const bool written = co_await write_error(ctx.down, f, req, keep_alive, lim, rec.bytes);
-        co_return written && keep_alive;
+        co_return written&& keep_alive;
     };
 
     const bool head = req.method() == http::verb::head;
@@ -165,7 +165,7 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
         rec.reason = "ping";
         rec.status = 200;
         const bool written = co_await write_json(ctx.down, 200, "{}", req, keep_alive, lim, rec.bytes);
-        co_return written && keep_alive;
+        co_return written&& keep_alive;
     }
     if (head && (r.kind == request_kind::tags || r.kind == request_kind::referrers)) {
         failure refusal = unsupported("HEAD is not supported for " + rec.kind);
@@ -184,9 +184,10 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     } else if (cfg.default_registry) {
         registry = *cfg.default_registry;
     } else {
-        failure refusal = not_found(
-            "NAME_UNKNOWN", "the request names no registry (no ns parameter) and defaultRegistry is not set in the config",
-            "no_registry");
+        failure refusal =
+            not_found("NAME_UNKNOWN",
+                      "the request names no registry (no ns parameter) and defaultRegistry is not set in the config",
+                      "no_registry");
         co_return co_await refuse(std::move(refusal), "deny");
     }
     rec.registry = registry.key();
