@@ -162,6 +162,15 @@ def run(argv: list, *, check: bool = True, timeout: float = 120,
     return cp
 
 
+def command_output(cp: subprocess.CompletedProcess, stdout_tail: int = 1500,
+                   stderr_tail: int = 2500) -> str:
+    """For a failure message: the tails of a finished command's stdout and
+    stderr (text, as :func:`run` captures them), headed by its program name."""
+    prog = os.path.basename(str(cp.args[0])) if cp.args else "command"
+    return (f"\n--- {prog} stdout ---\n{cp.stdout[-stdout_tail:]}"
+            f"\n--- {prog} stderr ---\n{cp.stderr[-stderr_tail:]}")
+
+
 # --------------------------------------------------------------------------
 # managed processes
 # --------------------------------------------------------------------------
@@ -170,6 +179,7 @@ class Service:
     """A long-running child process with stdout/stderr sent to files."""
 
     name = "service"
+    label: Optional[str] = None   # tells instances apart in messages: NAME[LABEL]
 
     def __init__(self) -> None:
         self.proc: Optional[subprocess.Popen] = None
@@ -195,13 +205,23 @@ class Service:
         """True while the process runs."""
         return self.proc is not None and self.proc.poll() is None
 
-    def stderr_text(self, tail: int = 8000) -> str:
-        """Last ``tail`` characters of the process's stderr."""
+    def stderr_text(self, tail: Optional[int] = 8000) -> str:
+        """Last ``tail`` characters of the process's stderr (None: all of it)."""
         try:
             with open(self.stderr_path, errors="replace") as f:
-                return f.read()[-tail:]
+                text = f.read()
         except OSError:
             return ""
+        return text if tail is None else text[-tail:]
+
+    @property
+    def display_name(self) -> str:
+        """``name`` or ``name[label]``."""
+        return f"{self.name}[{self.label}]" if self.label else self.name
+
+    def diagnostics(self, stderr_tail: int = 3000) -> str:
+        """For a failure message: the tail of the process's stderr."""
+        return f"\n--- {self.display_name} stderr (tail) ---\n{self.stderr_text(stderr_tail)}"
 
     def check_alive(self) -> None:
         """Raise (with its stderr) if the process has exited."""

@@ -58,6 +58,13 @@ def _deep_merge(base: dict, extra: dict) -> dict:
     return base
 
 
+def v2_path(repo: str, kind: str, ref: str, ns: Optional[str] = None) -> str:
+    """``/v2/<repo>/<kind>/<ref>?ns=<ns>``: the request target containerd
+    sends to a mirror for registry ``ns`` (``kind``: manifests or blobs)."""
+    path = f"/v2/{repo}/{kind}/{ref}"
+    return path if ns is None else path + "?" + urllib.parse.urlencode({"ns": ns})
+
+
 class Pullgate(Service):
     """The pullgate daemon: ``PULLGATE serve --config CONFIG_YAML``.
 
@@ -113,11 +120,16 @@ class Pullgate(Service):
 
     def stderr_all(self) -> str:
         """pullgate's whole stderr (diagnostics) so far."""
-        try:
-            with open(self.stderr_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return self.stderr_text(None)
+
+    def diagnostics(self, stderr_tail: int = 3000, decisions: int = 15) -> str:
+        """For a failure message: the tail of pullgate's stderr and its last
+        ``decisions`` decision-log lines (0: none)."""
+        out = super().diagnostics(stderr_tail)
+        if decisions:
+            lines = "\n".join(json.dumps(d) for d in self.decisions()[-decisions:])
+            out += f"\n--- {self.display_name} decision log (tail) ---\n{lines}"
+        return out
 
     def decisions(self) -> list[dict]:
         """Parsed decision-log lines (an unterminated last line is skipped)."""
