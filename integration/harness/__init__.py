@@ -41,7 +41,8 @@ from .images import (CONTAINERD_MANIFEST_ACCEPT, DOCKER_MANIFEST, DOCKER_MANIFES
 from .registry import AccessEntry, Registry
 from .containerd import Containerd, overlay_supported, write_direct_hosts, write_no_bypass_hosts
 from .pullgate import Pullgate, to_yaml, v2_path
-from .metrics import Metrics, PromParseError, metric_value, metrics_url, scrape_metrics
+from .metrics import (Metrics, MetricsUnavailable, PromParseError, metric_value, metrics_url,
+                      scrape_metrics)
 from .tokens import (JwtSigner, TokenRequest, TokenServer, basic_auth_value, libtrust_key_id,
                      write_docker_config)
 from .cri import cri_pull_image, pb_field_bytes, pb_parse
@@ -62,7 +63,8 @@ __all__ = [
     "AccessEntry", "Registry",
     "Containerd", "overlay_supported", "write_direct_hosts", "write_no_bypass_hosts",
     "Pullgate", "to_yaml", "v2_path",
-    "Metrics", "PromParseError", "metric_value", "metrics_url", "scrape_metrics",
+    "Metrics", "MetricsUnavailable", "PromParseError", "metric_value", "metrics_url",
+    "scrape_metrics",
     "JwtSigner", "TokenRequest", "TokenServer", "basic_auth_value", "libtrust_key_id",
     "write_docker_config",
     "cri_pull_image", "pb_field_bytes", "pb_parse",

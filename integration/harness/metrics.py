@@ -178,27 +178,30 @@ def metrics_url(admin_port: int) -> str:
     return f"http://127.0.0.1:{admin_port}/metrics"
 
 
+class MetricsUnavailable(AssertionError):
+    """/metrics did not answer 200 with a text/plain page."""
+
+
 def scrape_metrics(admin_port: int, timeout: float = 10) -> Metrics:
-    """GET /metrics, parsed; raises AssertionError unless it answers 200
-    with a text/plain page in the exposition format (PromParseError)."""
+    """GET /metrics, parsed. Raises MetricsUnavailable unless it answers 200
+    with a text/plain page, PromParseError when the page breaks the format,
+    OSError when the connection fails."""
     r = http_request("GET", metrics_url(admin_port), timeout=timeout)
     if r.status != 200:
-        raise AssertionError(f"/metrics answered {r.status}: {r.body[:300]!r}")
+        raise MetricsUnavailable(f"/metrics answered {r.status}: {r.body[:300]!r}")
     ctype = r.header("Content-Type") or ""
     if not ctype.startswith("text/plain"):
-        raise AssertionError(f"/metrics Content-Type {ctype!r}")
+        raise MetricsUnavailable(f"/metrics Content-Type {ctype!r}")
     return Metrics(r.body.decode())
 
 
 def metric_value(admin_port: int, name: str, timeout: float = 5, **labels: str) -> Optional[float]:
     """The value of the series ``name{labels}`` (exact label set), or None
-    when /metrics cannot be read (connection failed, not 200) or lacks it.
-    For polling (a sampler thread, wait_for); a malformed page still raises
+    when /metrics cannot be read (connection failed, not 200) or lacks it:
+    for polling (a sampler thread, wait_for). A malformed page still raises
     PromParseError."""
     try:
-        r = http_request("GET", metrics_url(admin_port), timeout=timeout)
-    except OSError:
+        metrics = scrape_metrics(admin_port, timeout)
+    except (OSError, MetricsUnavailable):
         return None
-    if r.status != 200:
-        return None
-    return Metrics(r.body.decode()).series.get((name, tuple(sorted(labels.items()))))
+    return metrics.series.get((name, tuple(sorted(labels.items()))))
