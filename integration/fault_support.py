@@ -414,7 +414,7 @@ class VarLogSandboxedPullgate(h.Pullgate):
         self._spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
                      self.binary, "serve", "--config", self.config_path], self.dir,
                     env=h.clean_env(**self.env_overrides))
-        self._wait_port(self.port, timeout)
+        self.wait_listening(timeout)
 
 
 # --------------------------------------------------------------------------

@@ -105,10 +105,18 @@ class Pullgate(Service):
             self.start()
 
     def start(self, timeout: float = 30) -> None:
-        """Start pullgate and wait until its listen port accepts connections."""
+        """Start pullgate and wait until it listens (see :meth:`wait_listening`)."""
         self._spawn([self.binary, "serve", "--config", self.config_path], self.dir,
                     env=clean_env(**self.env_overrides))
+        self.wait_listening(timeout)
+
+    def wait_listening(self, timeout: float = 30) -> None:
+        """Wait until the listen port, and the admin port if configured,
+        accept connections (pullgate opens the admin listener after the
+        other, so a test reading /metrics right away must wait for it too)."""
         self._wait_port(self.port, timeout)
+        if self.admin_port:
+            self._wait_port(self.admin_port, timeout)
 
     def reload(self, timeout: float = 10) -> None:
         """SIGHUP, then wait until stderr shows the reload finished (either
