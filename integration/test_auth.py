@@ -15,7 +15,7 @@ Everything runs in one private network namespace (only ``lo``):
   pullgate           several instances, each with a docker config.json
   containerd         one daemon; ctr pulls use --hosts-dir per pullgate
                      instance, CRI pulls use config_path (the htpasswd one);
-                     every hosts.toml is the no-bypass file of DESIGN §8
+                     every hosts.toml is the no-bypass file (README "Pointing containerd at pullgate")
 
 Run: /usr/bin/python3 integration/test_auth.py --pullgate build/pullgate [-k PATTERN] [--keep]
 Needs root and the Debian packages of test_pull.py plus python3-grpcio.

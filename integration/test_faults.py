@@ -15,7 +15,7 @@ Everything runs in one private network namespace (only ``lo``):
   closed port     allowlisted, nothing listens
   pullgate        upstreamStallTimeoutSeconds 2, upstreamConnectTimeoutSeconds 2,
                   caFile = test CA for every registry and the token realm
-  containerd      no-bypass certs.d/_default/hosts.toml (DESIGN §8), trusts the
+  containerd      no-bypass certs.d/_default/hosts.toml (README "Pointing containerd at pullgate"), trusts the
                   test CA itself (so a pull around pullgate would succeed)
 
 Each fault is checked twice: with a raw HTTP client against pullgate (the

@@ -5,7 +5,7 @@ Proves each piece on its own inside a private network namespace: the test
 CA and TLS registries, the access log and TCP connection counters, OCI
 layouts pushed by skopeo with their digests preserved, containerd pulling
 straight from a registry, and the two facts the no-bypass test relies on:
-(1) with the DESIGN §8 hosts.toml a failing mirror is NOT bypassed, and
+(1) with the no-bypass hosts.toml a failing mirror is NOT bypassed, and
 (2) with a bad hosts.toml the bypass happens and the counters see it (so the
 no-bypass assertions can fail).
 
@@ -208,7 +208,7 @@ class T07BypassFacts(unittest.TestCase):
         E["ctrd_trusting"].remove_image(f"{reg.host}/pg/secret:v1")
 
     def test_no_bypass_hosts_with_denying_mirror(self):
-        """DESIGN §8 hosts.toml + a mirror answering 403: the pull fails and B
+        """The no-bypass hosts.toml + a mirror answering 403: the pull fails and B
         sees no connection at all; the mirror got ns=<host:port>."""
         reg, ctrd = E["reg_b"], E["ctrd_trusting"]
         stub = h.StubMirror()

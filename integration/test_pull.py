@@ -7,7 +7,7 @@ Everything runs in one private network namespace (only ``lo``):
               the CA (SSL_CERT_FILE), so a pull that went around pullgate
               would succeed — the no-bypass test proves none does
   pullgate    allowlist [A, example.org/acme], caFile for A and B
-  containerd  certs.d/_default/hosts.toml = DESIGN §8, pointing at pullgate
+  containerd  certs.d/_default/hosts.toml = the no-bypass form, pointing at pullgate
 
 Run: /usr/bin/python3 integration/test_pull.py --pullgate build/pullgate [-k PATTERN] [--keep]
 The last line printed is ``N passed, N failed``; exit status 0 only if all passed.
@@ -27,7 +27,7 @@ MiB = 1 << 20
 LARGE_LAYER = 64 * MiB
 RSS_GROWTH_LIMIT_KIB = 16 * 1024
 DECISION_FIELDS = ("ts", "id", "client", "method", "registry", "repository", "kind",
-                   "reference", "decision", "reason", "rule", "credential", "status",
+                   "reference", "digest", "decision", "reason", "rule", "credential", "status",
                    "upstream_status", "bytes", "duration_ms")
 
 PULLGATE_BINARY = ""   # set by main()

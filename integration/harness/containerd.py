@@ -20,7 +20,7 @@ def _toml_str(s: str) -> str:
 
 def write_no_bypass_hosts(hosts_dir: str, mirror_url: str) -> str:
     """Write HOSTS_DIR/_default/hosts.toml routing every registry through the
-    mirror with no fallback (DESIGN §8); returns the file path."""
+    mirror with no fallback (README "Pointing containerd at pullgate"); returns the file path."""
     d = os.path.join(hosts_dir, "_default")
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, "hosts.toml")

@@ -24,7 +24,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-# What containerd 1.6 sends when resolving a tag (DESIGN §8).
+# What containerd 1.6 sends when resolving a tag (README "Pointing containerd at pullgate").
 CONTAINERD_MANIFEST_ACCEPT = ", ".join(
     [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_INDEX, "*/*"])
 
