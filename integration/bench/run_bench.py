@@ -71,8 +71,11 @@ HASHED_STREAMS = 4
 IDLE_CONNECTIONS = 1000
 IDLE_TARGET_KIB = 64
 RSS_TARGET_KIB = 32 * 1024
-# Paths whose answer is not a 200.
-EXPECT_STATUS = {"pullgate-range": 206}
+
+
+def expect_status(path_name: str) -> int:
+    """The status a path answers: 206 for the Range: bytes=0- paths."""
+    return 206 if path_name.endswith("-range") else 200
 
 T0 = time.monotonic()
 FAILURES: list[str] = []     # correctness failures (exit 1)
@@ -259,7 +262,7 @@ def phase_throughput(env: dict, paths: list, runs: int, services: list, work: st
         hdr = r.get("headers", {})
         out[name]["response_headers"] = hdr
         hdr_problems = []
-        want_status = EXPECT_STATUS.get(name, 200)
+        want_status = expect_status(name)
         if want_status == 206 and hdr.get("content-range") != f"bytes 0-{big['size'] - 1}/{big['size']}":
             hdr_problems.append(f"Content-Range {hdr.get('content-range')!r}")
         if hdr.get("content-length") != str(big["size"]):
@@ -294,7 +297,7 @@ def phase_throughput(env: dict, paths: list, runs: int, services: list, work: st
                 cpu1 = (p.cpu(), bh.group_cpu_seconds(reg_pgid), children_cpu())
             finally:
                 p.end()
-            if r["rc"] == 0 and r["http_code"] == EXPECT_STATUS.get(name, 200) and r["size"] == big["size"]:
+            if r["rc"] == 0 and r["http_code"] == expect_status(name) and r["size"] == big["size"]:
                 out[name]["runs_mib_s"].append(mibs(r["speed"]))
                 out[name]["times_s"].append(r["time"])
                 if name != "direct":
@@ -411,7 +414,7 @@ def phase_concurrency(paths: list, big: dict, levels: tuple, runs: int, services
                 cpu0 = p.cpu()
                 r = bh.curl_parallel(p.url, p.extra, level, max_time=400)
                 cpu1 = p.cpu()
-                good = [x for x in r["results"] if x["http_code"] == EXPECT_STATUS.get(p.name, 200)
+                good = [x for x in r["results"] if x["http_code"] == expect_status(p.name)
                         and x["size"] == big["size"]]
                 if len(good) != level:
                     fail(f"{key}: {level - len(good)} of {level} downloads failed (curl rc {r['rc']}: "
@@ -659,6 +662,51 @@ def phase_manifest(env: dict, pg: h.Pullgate, ngt: bh.Nginx, work: str, duration
 # --profile: where the CPU goes (perf, strace -c, the TLS suite)
 # --------------------------------------------------------------------------
 
+_CRYPTO_KINDS = (("sha256rnds2", "SHA-256 (SHA-NI block function)"),
+                 ("sha256msg", "SHA-256 (SHA-NI block function)"),
+                 ("aesdec", "AES-GCM decrypt (AES-NI)"), ("aesenc", "AES-GCM (AES-NI + carry-less multiply, stitched)"),
+                 ("pclmul", "GHASH (carry-less multiply)"))
+
+
+def _libcrypto_kind(path: str, addr: int, cache: dict) -> str:
+    """What an unexported libcrypto address is (Debian ships libcrypto
+    without the symbols of its assembler routines): read the code around it
+    and name it by the instructions there."""
+    key = addr >> 8
+    if key not in cache:
+        cp = subprocess.run(["objdump", "-d", path, f"--start-address={addr - 96:#x}",
+                             f"--stop-address={addr + 96:#x}"], capture_output=True, text=True)
+        text = cp.stdout
+        cache[key] = next((label for insn, label in _CRYPTO_KINDS if insn in text), "libcrypto, other")
+    return cache[key]
+
+
+def perf_breakdown(data: str) -> dict:
+    """Shares of cpu-clock samples by DSO and by symbol, with libcrypto's
+    anonymous addresses named by what their code does."""
+    rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort",
+                          "dso,sym", "--percent-limit", "0", "-g", "none", "-v"],
+                         capture_output=True, text=True, timeout=300)
+    by_dso: dict = {}
+    by_sym: dict = {}
+    cache: dict = {}
+    for ln in rep.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+0x([0-9a-f]+)\s+\S+\s+\[(.)\]\s+(.+?)\s*$", ln)
+        if not m:
+            continue
+        pct, dso, addr, sym = float(m.group(1)), m.group(2), int(m.group(3), 16), m.group(5)
+        dso_name = os.path.basename(dso)
+        by_dso[dso_name] = by_dso.get(dso_name, 0.0) + pct
+        if "libcrypto" in dso_name and re.fullmatch(r"0x[0-9a-f]+", sym.split()[0]) and dso.startswith("/"):
+            sym = _libcrypto_kind(dso, addr, cache)
+        else:
+            sym = sym.split()[0] if sym else "?"
+        by_sym[sym] = by_sym.get(sym, 0.0) + pct
+    top = sorted(by_sym.items(), key=lambda kv: -kv[1])[:20]
+    return {"by_dso": dict(sorted(by_dso.items(), key=lambda kv: -kv[1])),
+            "top_symbols": [(k, round(v, 2)) for k, v in top]}
+
+
 def phase_profile(env: dict, pg: h.Pullgate, work: str) -> dict:
     """One 512 MiB download per mode (verified, and unverified with
     ``Range: bytes=0-``) under ``perf record -g -e cpu-clock -p PID`` (a
@@ -692,10 +740,7 @@ def phase_profile(env: dict, pg: h.Pullgate, work: str) -> dict:
         perf.wait(60)
         if r["size"] != big["size"]:
             fail(f"profile {mode}: {r['size']} bytes, curl {r['stderr']}")
-        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort",
-                              "dso,symbol", "--percent-limit", "0.7", "-g", "none"],
-                             capture_output=True, text=True, timeout=300)
-        top = [ln.rstrip() for ln in rep.stdout.splitlines() if ln.strip() and not ln.startswith("#")][:25]
+        breakdown = perf_breakdown(data)
         # strace -c: syscalls per GiB in a second download
         st_out = os.path.join(work, f"strace-{mode}.txt")
         st = subprocess.Popen(["strace", "-c", "-f", "-o", st_out, "-p", str(pg.pid)],
@@ -715,11 +760,12 @@ def phase_profile(env: dict, pg: h.Pullgate, work: str) -> dict:
             pass
         per_gib = {k: round(v / gib) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])}
         out[mode] = {"cpu_s_per_gib": (c1 - c0) / gib, "mib_s": mibs(r["speed"]),
-                     "perf_top": top, "syscalls_per_gib": per_gib,
+                     "perf": breakdown, "syscalls_per_gib": per_gib,
                      "strace_run_bytes": r2["size"]}
         log(f"profile {mode}: {(c1 - c0) / gib:.2f} CPU-s/GiB, {mibs(r['speed']):.0f} MiB/s under perf")
-        for ln in top:
-            print("    " + ln)
+        print("    by DSO: " + ", ".join(f"{k} {v:.1f}%" for k, v in breakdown["by_dso"].items()))
+        for sym, pct in breakdown["top_symbols"]:
+            print(f"    {pct:6.2f}%  {sym}")
         print("    syscalls per GiB: " + ", ".join(f"{k} {v}" for k, v in per_gib.items()))
     return out
 
@@ -967,6 +1013,9 @@ def main() -> int:
     ap.add_argument("--containerd-runs", type=int,
                     help="interleaved ctr content fetch runs per path (default 5, quick 3)")
     ap.add_argument("--json", help="write the results as JSON to this path")
+    ap.add_argument("--compare", nargs="+", metavar="BINARY",
+                    help="only compare CPU-s/GiB (verified and Range) of --pullgate against these "
+                         "builds, interleaved over --runs downloads each")
     ap.add_argument("--profile", action="store_true",
                     help="only profile pullgate: perf record and strace -c during a 512 MiB "
                          "download, verified and unverified, and the upstream TLS suite")
@@ -1011,6 +1060,26 @@ def main() -> int:
         res["nginx_conf"] = {"tuned": ngt.conf_text, "default": ngd.conf_text}
         services = [reg, env["noauth"], pg, ngt, ngd, ngn]
 
+        if args.compare:
+            # Before/after: the same downloads through several builds,
+            # interleaved, CPU-s/GiB verified and unverified for each.
+            paths = []
+            for i, other in enumerate([binary] + [os.path.abspath(b) for b in args.compare]):
+                other_pg = pg if i == 0 else start_pullgate(other, env, work)
+                label = "pullgate" if i == 0 else f"compare{i}"
+                log(f"{label}: {other} pid {other_pg.pid}")
+                ns = urllib.parse.quote(reg.host, safe="")
+                url = f"{other_pg.url}/v2/{REPO}/blobs/{env['blobs']['big']['digest']}?ns={ns}"
+                paths += [Path(label, url, [], other_pg),
+                          Path(f"{label}-range", url, ["-H", "Range: bytes=0-"], other_pg)]
+                services.append(other_pg)
+            res["compare"] = phase_throughput(env, paths, runs, services, work)
+            for p in paths:
+                t = res["compare"][p.name]
+                print(f"  {p.name:16s} CPU-s/GiB median {fmt(t['proxy_cpu_s_per_gib'], '.3f')} runs "
+                      + " ".join(f"{v:.3f}" for v in t["proxy_cpu_s_per_gib_runs"])
+                      + f"  MiB/s median {fmt(t['median_mib_s'])}")
+            raise _ProfileDone()
         if args.profile:
             res["profile"] = phase_profile(env, pg, work)
             raise _ProfileDone()
