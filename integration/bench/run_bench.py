@@ -1,38 +1,41 @@
 #!/usr/bin/python3
-"""pullgate benchmark: throughput, memory and manifest latency against a
-direct TLS pull and nginx as a credential-injecting reverse proxy.
+"""pullgate benchmark: CPU seconds per GiB, throughput, what containerd
+sees, memory and manifest latency, against a direct TLS pull, nginx as a
+credential-injecting reverse proxy and distribution's own proxy mode.
 
 Run (as root, from the repository root):
 
     /usr/bin/python3 integration/bench/run_bench.py --pullgate build/pullgate [--quick] [--json out.json]
+    /usr/bin/python3 integration/bench/run_bench.py --pullgate build/pullgate --profile
+    /usr/bin/python3 integration/bench/run_bench.py --pullgate NEW --compare OLD [--runs N]
 
 Everything runs in one private network namespace with only ``lo`` (made by
 integration/harness.py); nothing talks to anything but 127.0.0.1.
 
-Phases
+Phases (integration/bench/README.md has the details)
   1  TLS docker-registry with htpasswd (bcrypt) Basic auth; a 512 MiB and a
-     64 MiB random blob pushed through the registry API (POST uploads/ +
-     PUT ?digest=), plus a config blob and an OCI manifest referencing them.
-  2  pullgate (credentials for the registry) and nginx in two configurations:
-     tuned (worker_processes auto, 256k proxy buffers) and default buffers;
-     both proxy_buffering off, keepalive 32 upstream pool, verified TLS,
-     Authorization injected.
-  3  512 MiB blob with curl --http1.1: direct (TLS, -u), pullgate,
-     nginx-tuned, nginx-default; one hashed download per path first (sha256
-     must equal the digest), then N interleaved timed runs (5, --quick 3).
-  4  a FRESH pullgate: baseline RSS, then 100 concurrent curl downloads of the
-     64 MiB blob; peak RSS = VmHWM; every download must be 200 with the right
-     size, a few are hashed.
-  5  manifest GET with wrk -t2 -c32 -d10s --latency (5s with --quick) and
-     manifest HEAD with ApacheBench ``ab -i -k -c32 -t10`` (wrk 4.1 cannot do
-     HEAD: it waits for a body that a HEAD response never has and completes 0
-     requests): pullgate and nginx-tuned, and the registry directly as the
-     reference for the upstream ceiling (htpasswd bcrypt on every request).
-  6  summary table, targets with PASS/FAIL, optional JSON.
+     64 MiB random blob pushed through the registry API, bench/blob:v1 (both
+     layers) and bench/blob:layer1 (the 512 MiB layer alone); a second
+     registry without auth on the same storage.
+  2  pullgate; nginx tuned and with default buffers (credentials injected);
+     a tuned nginx in front of the registry without auth.
+  3  SHA-256's own cost (openssl speed, user CPU per GiB); the 512 MiB blob
+     with curl: direct, pullgate, pullgate with Range: bytes=0- (never
+     hashed), nginx-tuned, nginx-default, distribution's proxy mode cold (a
+     fresh process and storage per download); each path hashed once, then N
+     interleaved runs; CPU-s/GiB of the proxy's processes from /proc.
+  4  containerd ``ctr content fetch`` of bench/blob:layer1: direct, through
+     pullgate (no-bypass hosts.toml), through nginx-tuned; interleaved.
+  5  3 and 8 concurrent 512 MiB downloads: direct, pullgate, nginx-tuned.
+  6  a FRESH pullgate with 100 concurrent 64 MiB downloads (peak VmHWM);
+     another with 1000 idle keep-alive connections (RSS per connection).
+  7  manifest HEAD (ab -i -k) and GET (wrk --latency) against the registry
+     without auth: pullgate, nginx-tuned, the registry alone.
+  8  summary, issue 13's targets with PASS/FAIL, optional JSON.
 
 Exit status: 0 unless a correctness check failed (wrong bytes, a failed or
-short download, an error status or socket error under wrk, a component that
-died). Missed performance targets are reported, not asserted.
+short download, an error status or socket error under load, a component
+that died). Missed performance targets are reported, not asserted.
 """
 
 from __future__ import annotations
@@ -435,8 +438,8 @@ def phase_concurrency(paths: list, big: dict, levels: tuple, runs: int, services
     return out
 
 
-class _ProfileDone(Exception):
-    """--profile: the profile is taken, skip the benchmark phases."""
+class _OnlyModeDone(Exception):
+    """--profile or --compare ran: skip the benchmark phases."""
 
 
 def children_cpu() -> float:
@@ -1087,10 +1090,10 @@ def main() -> int:
                 print(f"  {p.name:16s} CPU-s/GiB median {fmt(t['proxy_cpu_s_per_gib'], '.3f')} runs "
                       + " ".join(f"{v:.3f}" for v in t["proxy_cpu_s_per_gib_runs"])
                       + f"  MiB/s median {fmt(t['median_mib_s'])}")
-            raise _ProfileDone()
+            raise _OnlyModeDone()
         if args.profile:
             res["profile"] = phase_profile(env, pg, ngt, work)
-            raise _ProfileDone()
+            raise _OnlyModeDone()
         note_load("sha256")
         res["sha256"] = bh.sha256_cost(sha_s)
         log(f"SHA-256 alone: {res['sha256']['cpu_s_per_gib']:.3f} CPU-s/GiB (openssl speed, "
@@ -1114,7 +1117,7 @@ def main() -> int:
         check_services(services)
         res["pullgate_decisions"] = summarize_decisions(pg)
         res["pullgate_stderr"] = stderr_findings(pg)
-    except _ProfileDone:
+    except _OnlyModeDone:
         if json_path:
             with open(json_path, "w") as f:
                 json.dump(res, f, indent=2, default=str)
