@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs, from Debian 12's own archive, what pullgate needs to build and
 # what its tests start for real (registry, containerd, skopeo, ...).
-# Run as root. Installs only what is missing.
+# Run as root. Installs only what is missing. Extra packages come from
+# $PULLGATE_EXTRA_PACKAGES; the benchmark (integration/bench) needs
+# PULLGATE_EXTRA_PACKAGES="nginx-light wrk linux-perf strace".
 set -eu
 
 build="build-essential cmake pkg-config libboost1.81-dev libboost-url1.81-dev libssl-dev

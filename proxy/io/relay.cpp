@@ -111,12 +111,16 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
             fill = asio::buffer_copy(asio::buffer(buffer.data(), std::min<std::uint64_t>(buffer.size(), remaining)),
                                      conn.buffer.data());
             conn.buffer.consume(fill);
+            if (hashing.hash) hashing.hash->update(buffer.first(fill));
         }
         while (fill < buffer.size() && fill < remaining) {
             const std::size_t want =
                 static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size() - fill, remaining - fill));
             const std::size_t n =
                 conn.visit([&](auto& s) { return s.read_some(asio::buffer(buffer.data() + fill, want), ec); });
+            // Hash each decrypted record (at most 16 KiB) while it is still in
+            // the L1 cache, not the whole buffer after it has left it.
+            if (hashing.hash && n > 0) hashing.hash->update(buffer.subspan(fill, n));
             fill += n;
             if (ec == asio::error::would_block || ec == asio::error::try_again) {
                 ec = {};
@@ -133,7 +137,6 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
         }
         remaining -= fill;
         if (hashing.hash) {
-            hashing.hash->update(buffer.first(fill));
             // Withhold the final bytes: the client must never complete a wrong blob.
             if (remaining == 0 && !finish_hash(hashing, result)) co_return result;
         }
