@@ -9,6 +9,7 @@
 #include "pullgate/error.hpp"
 #include "pullgate/token_cache.hpp"
 #include "pullgate/upstream_client.hpp"
+#include "pullgate/www_authenticate.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/result.hpp>
@@ -48,6 +49,9 @@ public:
     std::shared_ptr<token_cache> shared_cache() const { return cache_; }
 
 private:
+    // The Bearer flow: one token fetch per (registry, scope, credential), shared.
+    boost::asio::awaitable<boost::system::result<std::string, failure>> answer_bearer(const auth_target& t,
+                                                                                      const auth_challenge& bearer);
     boost::asio::awaitable<boost::system::result<token_response, failure>> fetch_token(const auth_target& t,
                                                                                        const std::string& realm,
                                                                                        const std::string& service,

@@ -86,79 +86,76 @@ asio::awaitable<header_result> upstream_auth::answer(const auth_target& t,
         auto more = parse_www_authenticate(it->value());
         challenges.insert(challenges.end(), more.begin(), more.end());
     }
-    const std::string id = credential_id(t.cred);
-
     if (auto bearer = find_challenge(challenges, "bearer")) {
         if (t.cred && !t.cred->registry_token.empty())
             co_return header_result(boost::system::in_place_error, rejected(t, "the registry token was refused"));
-        const std::string realm = bearer->param("realm");
-        const std::string service = bearer->param("service");
-        std::string scope = bearer->param("scope");
-        if (scope.empty()) scope = pull_scope(t.repository);
-        const std::string key = token_cache_key(t.registry.key(), pull_scope(t.repository), id);
-
-        // Join a fetch in progress, or lead one.
-        std::shared_ptr<token_flight> flight;
-        bool leader = false;
-        {
-            std::lock_guard lock(flights_mutex_);
-            auto& slot = flights_[key];
-            if (!slot) {
-                slot = std::make_shared<token_flight>();
-                leader = true;
-            }
-            flight = slot;
-        }
-        if (!leader) {
-            const auto deadline = std::chrono::steady_clock::now() + 2 * client_.limits().upstream_connect_timeout +
-                                  client_.limits().upstream_stall_timeout;
-            while (true) {
-                const std::uint64_t seen = flight->finished.generation();
-                {
-                    std::lock_guard lock(flight->m);
-                    if (flight->done) co_return flight->value;
-                }
-                if (!co_await flight->finished.wait(seen, deadline))
-                    co_return header_result(boost::system::in_place_error,
-                                            unavailable(t, "timed out waiting for a token"));
-            }
-        }
-
-        header_result out(boost::system::in_place_error, unavailable(t, "no token"));
-        try {
-            auto token = co_await fetch_token(t, realm, service, scope);
-            if (token) {
-                std::string value = "Bearer " + token->token;
-                cache_->put(key, value, token->expires_in);
-                out = value;
-            } else {
-                out = header_result(boost::system::in_place_error, token.error());
-            }
-        } catch (const std::exception& e) {
-            out = header_result(boost::system::in_place_error, unavailable(t, e.what()));
-        }
-        {
-            std::lock_guard lock(flight->m);
-            flight->value = out;
-            flight->done = true;
-        }
-        flight->finished.notify_all();
-        {
-            std::lock_guard lock(flights_mutex_);
-            flights_.erase(key);
-        }
-        co_return out;
+        co_return co_await answer_bearer(t, *bearer);
     }
-
     if (find_challenge(challenges, "basic")) {
         if (!t.cred || !t.cred->has_basic())
             co_return header_result(boost::system::in_place_error,
                                     rejected(t, "it asks for Basic credentials and none are stored for it"));
         std::string value = "Basic " + base64(t.cred->username + ":" + t.cred->password);
-        cache_->put(token_cache_key(t.registry.key(), "basic", id), value, basic_memory);
+        cache_->put(token_cache_key(t.registry.key(), "basic", credential_id(t.cred)), value, basic_memory);
         co_return value;
     }
     co_return header_result(boost::system::in_place_error, rejected(t, "it sent no usable WWW-Authenticate challenge"));
+}
+
+asio::awaitable<header_result> upstream_auth::answer_bearer(const auth_target& t, const auth_challenge& bearer) {
+    const std::string key = token_cache_key(t.registry.key(), pull_scope(t.repository), credential_id(t.cred));
+    // Join a fetch in progress, or lead one.
+    std::shared_ptr<token_flight> flight;
+    bool leader = false;
+    {
+        std::lock_guard lock(flights_mutex_);
+        auto& slot = flights_[key];
+        if (!slot) {
+            slot = std::make_shared<token_flight>();
+            leader = true;
+        }
+        flight = slot;
+    }
+    if (!leader) {
+        const auto deadline = std::chrono::steady_clock::now() + 2 * client_.limits().upstream_connect_timeout +
+                              client_.limits().upstream_stall_timeout;
+        while (true) {
+            const std::uint64_t seen = flight->finished.generation();
+            {
+                std::lock_guard lock(flight->m);
+                if (flight->done) co_return flight->value;
+            }
+            if (!co_await flight->finished.wait(seen, deadline))
+                co_return header_result(boost::system::in_place_error, unavailable(t, "timed out waiting for a token"));
+        }
+    }
+
+    std::string scope = bearer.param("scope");
+    if (scope.empty()) scope = pull_scope(t.repository);
+    header_result out(boost::system::in_place_error, unavailable(t, "no token"));
+    try {
+        auto token = co_await fetch_token(t, bearer.param("realm"), bearer.param("service"), scope);
+        if (token) {
+            std::string value = "Bearer " + token->token;
+            cache_->put(key, value, token->expires_in);
+            out = value;
+        } else {
+            out = header_result(boost::system::in_place_error, token.error());
+        }
+    } catch (const std::exception& e) {
+        out = header_result(boost::system::in_place_error, unavailable(t, e.what()));
+    }
+    {
+        std::lock_guard lock(flight->m);
+        flight->value = out;
+        flight->done = true;
+    }
+    flight->finished.notify_all();
+    {
+        std::lock_guard lock(flights_mutex_);
+        flights_.erase(key);
+    }
+    co_return out;
 }
 
 asio::awaitable<token_result> upstream_auth::fetch_token(const auth_target& t, const std::string& realm,
