@@ -57,8 +57,7 @@ using same_path_fn = std::function<bool(std::string_view, std::string_view)>;
 // capabilities include pull and resolve, an empty [host] table, no
 // [host."..."] entry, every key containerd reads has the type it expects.
 // `file` is named in the findings. Empty when the text is in that form.
-std::vector<node_finding> check_hosts_toml(std::string_view text, std::string_view file,
-                                           std::string_view mirror_url);
+std::vector<node_finding> check_hosts_toml(std::string_view text, std::string_view file, std::string_view mirror_url);
 
 // The checks of containerd's config.toml (v1, v2 and containerd 2.x's v3
 // layout): config_path set, its first entry the certs dir, no deprecated

@@ -1,8 +1,8 @@
 #include "pullgate/node_check.hpp"
 
-#include <nlohmann/json.hpp>
-#include <boost/url/parse.hpp>
 #include <toml++/toml.h>
+#include <boost/url/parse.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -23,7 +23,9 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-std::string in_quotes(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string in_quotes(std::string_view s) {
+    return "\"" + std::string(s) + "\"";
+}
 
 std::string join_path(std::string_view dir, std::string_view name) {
     return (fs::path(std::string(dir)) / std::string(name)).string();
@@ -67,7 +69,9 @@ std::optional<endpoint> parse_endpoint(std::string_view text) {
     return e;
 }
 
-bool unspecified_host(std::string_view host) { return host == "0.0.0.0" || host == "::"; }
+bool unspecified_host(std::string_view host) {
+    return host == "0.0.0.0" || host == "::";
+}
 
 // `server` names the mirror. pullgate listening on 0.0.0.0 / [::] is reached
 // under any of the node's addresses, so only scheme and port must match then.
@@ -99,7 +103,8 @@ bool valid_client(const toml::node& n) {
 bool valid_header(const toml::node& n) {
     const auto* t = n.as_table();
     if (!t) return false;
-    return std::all_of(t->begin(), t->end(), [](const auto& kv) { return kv.second.is_string() || is_string_array(kv.second); });
+    return std::all_of(t->begin(), t->end(),
+                       [](const auto& kv) { return kv.second.is_string() || is_string_array(kv.second); });
 }
 
 // The keys containerd decodes from a hosts.toml table; a wrong type makes it
@@ -149,7 +154,9 @@ bool lexically_same(std::string_view a, std::string_view b) {
     return norm(a) == norm(b);
 }
 
-const char* severity_name(finding_severity s) { return s == finding_severity::error ? "error" : "warning"; }
+const char* severity_name(finding_severity s) {
+    return s == finding_severity::error ? "error" : "warning";
+}
 
 }  // namespace
 
@@ -166,8 +173,8 @@ std::vector<node_finding> check_hosts_toml(std::string_view text, std::string_vi
         t = toml::parse(text, file);
     } catch (const toml::parse_error& e) {
         std::ostringstream os;
-        os << "does not parse as TOML (line " << e.source().begin.line << ", column " << e.source().begin.column
-           << ": " << e.description()
+        os << "does not parse as TOML (line " << e.source().begin.line << ", column " << e.source().begin.column << ": "
+           << e.description()
            << "): containerd logs \"failed to decode hosts.toml\", ignores the file and pulls from the registry "
               "directly";
         return {error(file, os.str(), rewrite)};
@@ -185,8 +192,9 @@ std::vector<node_finding> check_hosts_toml(std::string_view text, std::string_vi
                             "error",
                             "add server = " + in_quotes(mirror_url)));
     } else if (const auto* s = server->as_string(); s && !same_endpoint(s->get(), mirror_url)) {
-        out.push_back(error(file, "server is " + in_quotes(s->get()) + ", not pullgate (" + std::string(mirror_url) +
-                                      "): pulls go there instead",
+        out.push_back(error(file,
+                            "server is " + in_quotes(s->get()) + ", not pullgate (" + std::string(mirror_url) +
+                                "): pulls go there instead",
                             "set server = " + in_quotes(mirror_url)));
     }
 
@@ -199,9 +207,10 @@ std::vector<node_finding> check_hosts_toml(std::string_view text, std::string_vi
         }
         if (!pull || !resolve)
             out.push_back(error(file,
-                                std::string("capabilities lack ") + (!pull && !resolve ? "pull and resolve"
-                                                                     : !pull           ? "pull"
-                                                                                       : "resolve") +
+                                std::string("capabilities lack ") +
+                                    (!pull && !resolve ? "pull and resolve"
+                                     : !pull           ? "pull"
+                                                       : "resolve") +
                                     ": containerd does not send those requests to pullgate and pulls fail",
                                 "set capabilities = [\"pull\", \"resolve\"]"));
     }
@@ -251,8 +260,8 @@ std::vector<node_finding> check_containerd_config(const node_state& state, const
         t = toml::parse(*state.containerd_config, file);
     } catch (const toml::parse_error& e) {
         std::ostringstream os;
-        os << "does not parse as TOML (line " << e.source().begin.line << ", column " << e.source().begin.column
-           << ": " << e.description() << "): containerd does not start with it";
+        os << "does not parse as TOML (line " << e.source().begin.line << ", column " << e.source().begin.column << ": "
+           << e.description() << "): containerd does not start with it";
         return {error(file, os.str(), "fix the TOML syntax")};
     }
     std::vector<node_finding> out;
@@ -299,9 +308,8 @@ std::vector<node_finding> check_containerd_config(const node_state& state, const
     const toml::node* config_path = registry["config_path"].node();
     if (!config_path || (config_path->is_string() && config_path->as_string()->get().empty())) {
         out.push_back(error(file,
-                            table_name +
-                                ".config_path is not set: CRI pulls (kubelet) ignore the certs dir and go "
-                                "to the registry directly",
+                            table_name + ".config_path is not set: CRI pulls (kubelet) ignore the certs dir and go "
+                                         "to the registry directly",
                             set_it));
     } else if (!config_path->is_string()) {
         out.push_back(error(file, table_name + ".config_path is not a string", set_it));
@@ -353,10 +361,9 @@ std::vector<node_finding> check_certs_dir(const node_state& state, std::string_v
         const std::string registry = registry_of_dir(e.name);
         const std::string remove = "remove " + path + " (or write the no-bypass form into " + path + "/hosts.toml)";
         if (!e.is_directory) {
-            out.push_back(warning(path,
-                                  "is not a directory: containerd fails pulls of " + registry +
-                                      " when it finds a file there",
-                                  "remove " + path));
+            out.push_back(warning(
+                path, "is not a directory: containerd fails pulls of " + registry + " when it finds a file there",
+                "remove " + path));
             continue;
         }
         const std::string shadows = "shadows _default for " + registry + " and ";
@@ -364,8 +371,8 @@ std::vector<node_finding> check_certs_dir(const node_state& state, std::string_v
             out.push_back(
                 error(join_path(path, "hosts.toml"), shadows + "cannot be read (" + e.read_error + ")", remove));
         } else if (!e.hosts_toml) {
-            out.push_back(error(path, shadows + "has no hosts.toml: containerd pulls " + registry + " directly",
-                                remove));
+            out.push_back(
+                error(path, shadows + "has no hosts.toml: containerd pulls " + registry + " directly", remove));
         } else {
             for (auto& f : check_hosts_toml(*e.hosts_toml, join_path(path, "hosts.toml"), mirror_url)) {
                 f.problem = "shadows _default for " + registry + ", and " + f.problem;
