@@ -68,7 +68,7 @@ private:
     std::chrono::milliseconds debounce_;
     std::function<void()> on_change_;
     std::vector<target> targets_;
-    std::map<int, watch> watches_;  // by inotify watch descriptor
+    std::map<int, watch> watches_;                     // by inotify watch descriptor
     alignas(8) std::array<char, 16 * 1024> buffer_{};  // inotify_event records
     bool stopped_ = false;
 };
