@@ -21,6 +21,8 @@ set(PULLGATE_CORE_SOURCES
   proxy/core/image_ref.cpp
   proxy/core/origin.cpp
   proxy/core/request_plan.cpp
+  proxy/core/node_check.cpp
+  proxy/core/watched_files.cpp
 )
 
 # Layer 2: I/O: upstream connections, the relay, token fetches.
@@ -35,6 +37,7 @@ set(PULLGATE_IO_SOURCES
   proxy/io/upstream_client.cpp
   proxy/io/upstream_auth.cpp
   proxy/io/relay.cpp
+  proxy/io/file_watcher.cpp
 )
 
 # Layer 3: the request path that strings layers 1 and 2 together.

@@ -464,3 +464,27 @@ TEST_CASE("parse_listen_address") {
         CHECK(a->text == c.text);
     }
 }
+
+TEST_CASE("parse_config: node.* and reload.watchFiles") {
+    const config defaults = parse_config("listen: 127.0.0.1:5000\n", source);
+    CHECK(defaults.node.check);
+    CHECK(defaults.node.containerd_config == "/etc/containerd/config.toml");
+    CHECK(defaults.node.certs_dir == "/etc/containerd/certs.d");
+    CHECK(defaults.reload.watch_files);
+
+    const config c = parse_config(
+        "node:\n  check: false\n  containerdConfig: /srv/containerd.toml\n  certsDir: /srv/certs.d\n"
+        "reload:\n  watchFiles: false\n",
+        source);
+    CHECK_FALSE(c.node.check);
+    CHECK(c.node.containerd_config == "/srv/containerd.toml");
+    CHECK(c.node.certs_dir == "/srv/certs.d");
+    CHECK_FALSE(c.reload.watch_files);
+
+    CHECK(error_of("node:\n  check: sometimes\n").find(":2:10: node.check: expected true or false") !=
+          std::string::npos);
+    CHECK(error_of("node:\n  certsDir: certs.d\n").find("node.certsDir: expected an absolute path") !=
+          std::string::npos);
+    CHECK(error_of("node:\n  certDir: /x\n").find("node.certDir: unknown key") != std::string::npos);
+    CHECK(error_of("reload:\n  watchfiles: true\n").find("reload.watchfiles: unknown key") != std::string::npos);
+}

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace pullgate {
 
@@ -19,8 +20,9 @@ public:
     struct hooks {
         std::function<bool()> ready;                  // /readyz: 200 when true, else 503
         std::function<std::string()> render_metrics;  // /metrics body
-        // Status lines shown in /readyz's body (one per line); they never change its status.
-        std::function<std::string()> readiness_detail;
+        // Extra lines for the /readyz body (status the operator should see,
+        // e.g. whether the node is gated); they do not change the status code.
+        std::function<std::vector<std::string>()> status_lines;
     };
 
     // Binds `where`. Throws boost::system::system_error.

@@ -57,6 +57,17 @@ enum class log_write_error_policy {
     deny,   // refuse pulls with 503 until a line can be written again
 };
 
+// Whether containerd on this node is gated (DESIGN §15): what the daemon checks.
+struct node_settings {
+    bool check = true;  // false where pullgate does not run on the node it guards
+    std::string containerd_config = "/etc/containerd/config.toml";
+    std::string certs_dir = "/etc/containerd/certs.d";
+};
+
+struct reload_settings {
+    bool watch_files = true;  // reload when the config or the files it names change
+};
+
 struct config {
     std::string source;  // file the config came from ("" when parsed from text)
     listen_address listen{"127.0.0.1", 5000, "127.0.0.1:5000"};
@@ -69,6 +80,8 @@ struct config {
     log_write_error_policy decision_log_on_write_error = log_write_error_policy::serve;
     struct limits limits;
     unsigned threads = 0;  // 0 = one per core
+    node_settings node;
+    reload_settings reload;
 
     // The transport settings for `r`, or nullptr for the defaults (HTTPS, system CAs).
     const registry_transport* transport_for(const registry_name& r) const;

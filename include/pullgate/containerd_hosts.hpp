@@ -13,7 +13,8 @@ namespace pullgate {
 // std::invalid_argument for anything but a plain http(s) URL.
 std::string no_bypass_hosts_toml(const std::string& mirror_url);
 
-// Writes DIR/_default/hosts.toml (atomically, via a temporary file). Returns
+// Writes DIR/_default/hosts.toml atomically (a synced temporary file renamed
+// over it: containerd sees the old file or the new one). Returns
 // the directories under DIR other than _default: containerd uses those
 // instead of _default for their registries, so they bypass the mirror.
 // Throws std::runtime_error naming the path on I/O failure.

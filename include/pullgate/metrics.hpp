@@ -33,6 +33,8 @@ public:
 
     std::atomic<std::int64_t> downstream_connections{0};
     std::atomic<std::int64_t> upstream_connections{0};
+    // pullgate_node_gated: 1 gated, 0 not, -1 not checked (node.check off; not exported).
+    std::atomic<int> node_gated{-1};
 
     // `token_cache_hits` comes from the token cache, which counts its own.
     std::string render(std::uint64_t token_cache_hits, std::string_view version) const;

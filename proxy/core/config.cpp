@@ -203,7 +203,7 @@ config parse_config(std::string_view yaml_text, std::string_view source) {
     expect_map(ctx, root, "<root>");
     reject_unknown_keys(ctx, root, "",
                         {"listen", "adminListen", "containerRegistry", "credentialsFile", "defaultRegistry",
-                         "registries", "decisionLog", "limits", "threads"});
+                         "registries", "decisionLog", "limits", "threads", "node", "reload"});
     try {
         if (auto v = root["listen"]) cfg.listen = get_listen(ctx, v, "listen");
         if (auto v = root["adminListen"]; v && !v.IsNull() && !(v.IsScalar() && v.Scalar().empty()))
@@ -236,6 +236,18 @@ config parse_config(std::string_view yaml_text, std::string_view source) {
         }
         if (auto v = root["limits"]; v && !v.IsNull()) parse_limits(ctx, v, cfg.limits);
         if (auto v = root["threads"]) cfg.threads = static_cast<unsigned>(get_positive(ctx, v, "threads", 256));
+        if (auto v = root["node"]; v && !v.IsNull()) {
+            expect_map(ctx, v, "node");
+            reject_unknown_keys(ctx, v, "node", {"check", "containerdConfig", "certsDir"});
+            if (auto c = v["check"]) cfg.node.check = get_bool(ctx, c, "node.check");
+            if (auto c = v["containerdConfig"]) cfg.node.containerd_config = get_path(ctx, c, "node.containerdConfig");
+            if (auto c = v["certsDir"]) cfg.node.certs_dir = get_path(ctx, c, "node.certsDir");
+        }
+        if (auto v = root["reload"]; v && !v.IsNull()) {
+            expect_map(ctx, v, "reload");
+            reject_unknown_keys(ctx, v, "reload", {"watchFiles"});
+            if (auto c = v["watchFiles"]) cfg.reload.watch_files = get_bool(ctx, c, "reload.watchFiles");
+        }
     } catch (const YAML::Exception& e) {
         // yaml-cpp conversions that slipped past the checks above; still say where.
         std::ostringstream os;

@@ -88,6 +88,11 @@ std::string metrics::render(std::uint64_t token_cache_hits, std::string_view ver
        << "# TYPE pullgate_upstream_tls_handshakes_total counter\n"
        << "pullgate_upstream_tls_handshakes_total{resumed=\"false\"} " << tls_full_.load() << "\n"
        << "pullgate_upstream_tls_handshakes_total{resumed=\"true\"} " << tls_resumed_.load() << "\n";
+    if (const int gated = node_gated.load(); gated >= 0)
+        os << "# HELP pullgate_node_gated 1 when containerd on this node sends every pull through pullgate with no "
+              "way around it (as pullgate check-node), else 0.\n"
+           << "# TYPE pullgate_node_gated gauge\n"
+           << "pullgate_node_gated " << gated << "\n";
     return os.str();
 }
 

@@ -5,9 +5,11 @@
 #include "pullgate/credentials.hpp"
 #include "pullgate/image_ref.hpp"
 #include "pullgate/metrics.hpp"
+#include "pullgate/node_check.hpp"
 #include "pullgate/policy.hpp"
 #include "pullgate/upstream_client.hpp"
 
+#include <filesystem>
 #include <ostream>
 
 namespace pullgate {
@@ -106,17 +108,51 @@ int containerd_hosts(const std::string& config_path, const std::string& dir, std
         return 2;
     }
     try {
-        auto shadowing = write_no_bypass_hosts(dir, mirror_url);
-        out << "wrote " << dir << "/_default/hosts.toml (mirror " << mirror_url << ")\n";
-        for (const auto& d : shadowing)
-            err << "warning: " << d
-                << " exists: containerd uses it instead of _default for that registry, bypassing pullgate;"
-                   " remove it\n";
-        return 0;
+        write_no_bypass_hosts(dir, mirror_url);
     } catch (const std::exception& e) {
         err << "pullgate: " << e.what() << "\n";
         return 1;
     }
+    out << "wrote " << dir << "/_default/hosts.toml (mirror " << mirror_url << ")\n";
+    // Read back what containerd will read, with the same check as check-node.
+    const node_state state = read_node_state("", dir);
+    int status = 0;
+    for (const auto& f : check_certs_dir(state, mirror_url)) {
+        const bool ours = f.file.starts_with((std::filesystem::path(dir) / "_default").string());
+        if (ours && f.severity == finding_severity::error) {
+            err << "error: " << f.file << ": " << f.problem << "\n";
+            status = 1;
+        } else {
+            err << "warning: " << f.file << ": " << f.problem << "; fix: " << f.fix << "\n";
+        }
+    }
+    return status;
+}
+
+int check_node(const check_node_options& o, std::ostream& out, std::ostream& err) {
+    std::string containerd_config = o.containerd_config, certs_dir = o.certs_dir, mirror = o.mirror;
+    if (mirror.empty() || o.config_given) {
+        try {
+            const config cfg = load_config(o.config_path);
+            if (mirror.empty()) mirror = "http://" + cfg.listen.text;
+            if (containerd_config.empty()) containerd_config = cfg.node.containerd_config;
+            if (certs_dir.empty()) certs_dir = cfg.node.certs_dir;
+        } catch (const config_error& e) {
+            err << e.what() << "\n(check-node needs pullgate's listen address: give --config FILE or --mirror URL)\n";
+            return 2;
+        }
+    }
+    const node_settings defaults;
+    if (containerd_config.empty()) containerd_config = defaults.containerd_config;
+    if (certs_dir.empty()) certs_dir = defaults.certs_dir;
+    if (!mirror.starts_with("http://") && !mirror.starts_with("https://")) {
+        err << "pullgate: --mirror must be an http:// or https:// URL\n";
+        return 2;
+    }
+    const node_state state = read_node_state(containerd_config, certs_dir);
+    const node_verdict verdict = check_node(state, mirror, same_directory_on_disk);
+    out << (o.json ? render_json(verdict, state, mirror) : render_text(verdict, state, mirror));
+    return verdict.gated ? 0 : 1;
 }
 
 }  // namespace pullgate

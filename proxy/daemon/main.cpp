@@ -2,10 +2,13 @@
 #include "pullgate/admin_server.hpp"
 #include "pullgate/commands.hpp"
 #include "pullgate/config.hpp"
+#include "pullgate/file_watcher.hpp"
 #include "pullgate/metrics.hpp"
+#include "pullgate/node_check.hpp"
 #include "pullgate/runtime.hpp"
 #include "pullgate/server.hpp"
 #include "pullgate/version.hpp"
+#include "pullgate/watched_files.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -23,7 +26,12 @@
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <iostream>
+#include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +49,9 @@ constexpr const char* usage_text =
     "                                                     (exit 0 allow, 1 deny)\n"
     "  pullgate containerd-hosts --dir DIR [--mirror URL] write DIR/_default/hosts.toml routing every registry\n"
     "                                                     through pullgate, with no way around it\n"
+    "  pullgate check-node [--config FILE] [--containerd-config FILE] [--certs-dir DIR] [--mirror URL] [--json]\n"
+    "                                                     is containerd on this node gated by pullgate?\n"
+    "                                                     (exit 0 gated, 1 not gated, 2 usage or config error)\n"
     "  pullgate --version | --help\n"
     "\n"
     "FILE defaults to /etc/pullgate/config.yaml; URL defaults to http://<listen> from the config.\n";
@@ -48,7 +59,11 @@ constexpr const char* usage_text =
 struct args {
     std::string command;
     std::string config = "/etc/pullgate/config.yaml";
+    bool config_given = false;
     std::string dir;
+    std::string containerd_config;
+    std::string certs_dir;
+    bool json = false;
     std::string mirror;
     std::vector<std::string> positional;
 };
@@ -76,6 +91,13 @@ args parse_args(int argc, char** argv) {
             std::exit(0);
         } else if (s == "--config") {
             a.config = value();
+            a.config_given = true;
+        } else if (s == "--containerd-config") {
+            a.containerd_config = value();
+        } else if (s == "--certs-dir") {
+            a.certs_dir = value();
+        } else if (s == "--json") {
+            a.json = true;
         } else if (s == "--dir") {
             a.dir = value();
         } else if (s == "--mirror") {
@@ -88,6 +110,8 @@ args parse_args(int argc, char** argv) {
             a.positional.push_back(s);
         }
     }
+    if (a.command != "check-node" && (a.json || !a.containerd_config.empty() || !a.certs_dir.empty()))
+        usage_error("--json, --containerd-config and --certs-dir are options of check-node");
     const std::size_t want = a.command == "explain" ? 1 : 0;
     if (a.positional.size() != want)
         usage_error(want ? "explain needs exactly one IMAGE-REF" : "unexpected argument '" + a.positional[0] + "'");
@@ -112,37 +136,178 @@ void notify_reloading() {
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", usec);
 }
 
+// A fingerprint of the watched files' contents: a file event that leaves
+// them as they were at the last reload (an editor's touch, the SIGHUP that
+// already read them) reloads nothing.
+std::size_t fingerprint(const std::vector<std::filesystem::path>& files) {
+    std::size_t h = files.size();
+    for (const auto& f : files) {
+        std::ifstream in(f, std::ios::binary);
+        std::ostringstream buf;
+        if (in) buf << in.rdbuf();
+        const std::string text = in ? "+" + buf.str() : std::string("-");
+        h = h * 1000003u ^ std::hash<std::string>{}(f.string()) ^ (std::hash<std::string>{}(text) << 1);
+    }
+    return h;
+}
+
+// What the daemon keeps live on its first io_context: the configuration
+// (reloaded on SIGHUP and on file changes) and the node's gated verdict.
+// Everything here runs on that one thread.
+class live_state {
+public:
+    live_state(asio::io_context& ioc, server& srv, metrics& stats, std::string config_path)
+        : ioc_(ioc),
+          srv_(srv),
+          stats_(stats),
+          config_path_(std::move(config_path)),
+          mirror_url_("http://" + srv.current()->cfg->listen.text) {}
+
+    // Sets up the watchers and runs the first node check. A watcher that
+    // cannot be set up is logged; the daemon runs on without it.
+    void start() {
+        try {
+            config_watcher_ =
+                std::make_unique<file_watcher>(ioc_.get_executor(), debounce, [this] { on_file_change(); });
+            node_watcher_ = std::make_unique<file_watcher>(ioc_.get_executor(), debounce, [this] { check_node_now(); });
+            config_watcher_->start();
+            node_watcher_->start();
+        } catch (const std::exception& e) {
+            spdlog::warn("file watch unavailable ({}): changes need SIGHUP, the node verdict is checked only then",
+                         e.what());
+            config_watcher_.reset();
+            node_watcher_.reset();
+        }
+        last_files_ = fingerprint(watched_files(*srv_.current()->cfg));
+        apply_watches();
+        check_node_now();
+    }
+
+    void stop() {
+        if (config_watcher_) config_watcher_->stop();
+        if (node_watcher_) node_watcher_->stop();
+    }
+
+    // Loads the config and credentials again and swaps them in atomically; a
+    // broken file keeps what is in force. `why` is logged.
+    void reload(std::string_view why) {
+        notify_reloading();
+        auto previous = srv_.current();
+        last_files_ = fingerprint(watched_files(*previous->cfg));  // before reading: a later change is seen
+        try {
+            config next = load_config(config_path_);
+            if (next.listen.text != previous->cfg->listen.text ||
+                (next.admin_listen ? next.admin_listen->text : "") !=
+                    (previous->cfg->admin_listen ? previous->cfg->admin_listen->text : ""))
+                spdlog::warn("listen/adminListen changed: the listeners stay where they are until a restart");
+            srv_.swap_runtime(make_runtime(std::move(next), previous.get(), stats_));
+            stats_.count_reload(true);
+            spdlog::info("reloaded {}{}", config_path_, why);
+        } catch (const std::exception& e) {
+            stats_.count_reload(false);
+            spdlog::error("reload failed, the previous configuration stays in force{}: {}", why, e.what());
+            // logrotate's SIGHUP must still move the log to the new file.
+            std::string error;
+            if (!previous->log->reopen(&error))
+                spdlog::warn("decision log {}: reopen failed: {}", previous->log->path(), error);
+        }
+        sd_notify(0, "READY=1");
+        const auto current = srv_.current();
+        const auto& now = *current->cfg;
+        if (now.source != previous->cfg->source || watched_files(now) != watched_files(*previous->cfg))
+            last_files_ = fingerprint(watched_files(now));
+        apply_watches();
+        check_node_now();
+    }
+
+    // Lines for /readyz: the node verdict.
+    std::vector<std::string> status_lines() const {
+        std::lock_guard lock(mutex_);
+        return status_;
+    }
+
+private:
+    static constexpr std::chrono::milliseconds debounce{1000};
+
+    void on_file_change() {
+        const auto files = watched_files(*srv_.current()->cfg);  // a copy: the runtime may change below
+        if (fingerprint(files) == last_files_) return;
+        reload(" after a file change");
+    }
+
+    void apply_watches() {
+        const auto rt = srv_.current();
+        const auto& c = *rt->cfg;
+        if (config_watcher_) {
+            std::vector<file_watcher::target> targets;
+            if (c.reload.watch_files)
+                for (const auto& f : watched_files(c)) targets.push_back({f, false});
+            config_watcher_->set_targets(std::move(targets));
+        }
+        if (node_watcher_) {
+            std::vector<file_watcher::target> targets;
+            if (c.node.check) targets = {{c.node.containerd_config, false}, {c.node.certs_dir, true}};
+            node_watcher_->set_targets(std::move(targets));
+        }
+    }
+
+    // Runs the node check with the settings in force; logs a line when the
+    // verdict or its findings changed.
+    void check_node_now() {
+        const auto rt = srv_.current();
+        const auto& c = *rt->cfg;
+        std::vector<std::string> lines;
+        std::string summary;
+        if (!c.node.check) {
+            stats_.node_gated = -1;
+            summary = "not checked (node.check: false)";
+            lines = {"node: " + summary};
+        } else {
+            const node_verdict v = check_node_files(c.node.containerd_config, c.node.certs_dir, mirror_url_);
+            stats_.node_gated = v.gated ? 1 : 0;
+            summary = summarize(v);
+            lines.push_back(v.gated ? "node: gated (containerd sends every pull to pullgate)" : "node: NOT gated");
+            for (const auto& f : v.findings)
+                lines.push_back("  " + std::string(f.severity == finding_severity::error ? "error" : "warning") + ": " +
+                                f.file + ": " + f.problem + " (fix: " + f.fix + ")");
+            if (summary != last_summary_) {
+                if (v.gated)
+                    spdlog::info("node: {} ({}, {})", summary, c.node.containerd_config, c.node.certs_dir);
+                else
+                    spdlog::warn("node: {}", summary);
+            }
+        }
+        last_summary_ = summary;
+        std::lock_guard lock(mutex_);
+        status_ = std::move(lines);
+    }
+
+    asio::io_context& ioc_;
+    server& srv_;
+    metrics& stats_;
+    std::string config_path_;
+    std::string mirror_url_;  // http://<listen> the listener really has (listen changes need a restart)
+    std::unique_ptr<file_watcher> config_watcher_;
+    std::unique_ptr<file_watcher> node_watcher_;
+    std::size_t last_files_ = 0;
+    std::string last_summary_;
+    mutable std::mutex mutex_;
+    std::vector<std::string> status_;
+};
+
 // SIGHUP: reload; SIGTERM/SIGINT: graceful stop. Runs until stopped.
-asio::awaitable<void> handle_signals(asio::io_context& ioc, server& srv, admin_server* admin, metrics& stats,
-                                     std::atomic<bool>& ready, std::string config_path) {
+asio::awaitable<void> handle_signals(asio::io_context& ioc, server& srv, admin_server* admin, live_state& live,
+                                     std::atomic<bool>& ready) {
     asio::signal_set signals(ioc, SIGHUP, SIGTERM, SIGINT);
     while (true) {
         int sig = co_await signals.async_wait(asio::use_awaitable);
         if (sig == SIGHUP) {
-            notify_reloading();
-            auto previous = srv.current();
-            try {
-                config next = load_config(config_path);
-                if (next.listen.text != previous->cfg->listen.text ||
-                    (next.admin_listen ? next.admin_listen->text : "") !=
-                        (previous->cfg->admin_listen ? previous->cfg->admin_listen->text : ""))
-                    spdlog::warn("listen/adminListen changed: the listeners stay where they are until a restart");
-                srv.swap_runtime(make_runtime(std::move(next), previous.get(), stats));
-                stats.count_reload(true);
-                spdlog::info("reloaded {}", config_path);
-            } catch (const std::exception& e) {
-                stats.count_reload(false);
-                spdlog::error("reload failed, the previous configuration stays in force: {}", e.what());
-                // logrotate's SIGHUP must still move the log to the new file.
-                std::string error;
-                if (!previous->log->reopen(&error))
-                    spdlog::warn("decision log {}: reopen failed: {}", previous->log->path(), error);
-            }
-            sd_notify(0, "READY=1");
+            live.reload("");
             continue;
         }
         ready = false;
         sd_notify(0, "STOPPING=1");
+        live.stop();
         const auto grace = srv.current()->cfg->limits.shutdown_grace;
         spdlog::info("stopping: requests in flight get at most {}s", grace.count());
         co_await srv.shutdown(grace);
@@ -185,14 +350,20 @@ int serve(const args& a) {
     std::atomic<bool> ready{false};
     std::unique_ptr<server> srv;
     std::unique_ptr<admin_server> admin;
+    std::unique_ptr<live_state> live;
     try {
         srv = std::make_unique<server>(worker_ptrs, make_runtime(std::move(cfg), nullptr, stats));
+        live = std::make_unique<live_state>(ioc, *srv, stats, a.config);
         const auto& c = *srv->current()->cfg;
         if (c.admin_listen) {
             admin_server::hooks hooks{
                 [&] { return ready.load(); },
                 [&] { return stats.render(srv->current()->auth->shared_cache()->hits(), pullgate::version); },
-                [&] { return srv->current()->log->status_line() + "\n"; }};
+                [&] {
+                    auto lines = live->status_lines();
+                    lines.insert(lines.begin(), srv->current()->log->status_line());
+                    return lines;
+                }};
             admin = std::make_unique<admin_server>(ioc, *c.admin_listen, std::move(hooks));
         }
     } catch (const std::exception& e) {
@@ -201,7 +372,8 @@ int serve(const args& a) {
     }
     srv->start();
     if (admin) admin->start();
-    asio::co_spawn(ioc, handle_signals(ioc, *srv, admin.get(), stats, ready, a.config), asio::detached);
+    live->start();
+    asio::co_spawn(ioc, handle_signals(ioc, *srv, admin.get(), *live, ready), asio::detached);
     if (std::uint64_t usec = 0; sd_watchdog_enabled(0, &usec) > 0)
         asio::co_spawn(ioc, feed_watchdog(std::chrono::microseconds(usec)), asio::detached);
 
@@ -239,5 +411,8 @@ int main(int argc, char** argv) {
     if (a.command == "check-config") return check_config(a.config, std::cout, std::cerr);
     if (a.command == "explain") return explain(a.config, a.positional[0], std::cout, std::cerr);
     if (a.command == "containerd-hosts") return containerd_hosts(a.config, a.dir, a.mirror, std::cout, std::cerr);
+    if (a.command == "check-node")
+        return check_node({a.config, a.config_given, a.containerd_config, a.certs_dir, a.mirror, a.json}, std::cout,
+                          std::cerr);
     usage_error("unknown command '" + a.command + "'");
 }
