@@ -46,15 +46,16 @@ TEST_CASE("redirect_target: resolved against the answering URL; never https to h
         std::string target;
     };
     const std::vector<row> rows = {
-        {"https://cdn.example.net/blob/1?X-Sig=a%2Fb&e=1", true, "https://cdn.example.net:443", "/blob/1?X-Sig=a%2Fb&e=1"},
+        {"https://cdn.example.net/blob/1?X-Sig=a%2Fb&e=1", true, "https://cdn.example.net:443",
+         "/blob/1?X-Sig=a%2Fb&e=1"},
         {"https://cdn.example.net:8443/x", true, "https://cdn.example.net:8443", "/x"},
         {"/other/path?q=1", true, "https://registry.example.com:443", "/other/path?q=1"},
         {"relative", true, "https://registry.example.com:443", "/v2/team/app/blobs/relative"},
         {"//cdn.example.net/p", true, "https://cdn.example.net:443", "/p"},
         {"https://[2001:db8::1]:9000/p", true, "https://[2001:db8::1]:9000", "/p"},
         {"https://cdn.example.net", true, "https://cdn.example.net:443", "/"},
-        {"http://cdn.example.net/p", false, "", ""},   // downgrade
-        {"ftp://cdn.example.net/p", false, "", ""},    // not http(s)
+        {"http://cdn.example.net/p", false, "", ""},  // downgrade
+        {"ftp://cdn.example.net/p", false, "", ""},   // not http(s)
         {"https://cdn.example.net:0/p", false, "", ""},
         {"https:///nohost", false, "", ""},
         {"ht tp://bad", false, "", ""},

@@ -20,8 +20,8 @@ enum class reason_code {
     ping,             // GET /v2/
     // deny
     not_allowlisted,
-    no_registry,  // no ns and no defaultRegistry
-    unsupported,  // a method other than GET/HEAD, HEAD of tags/referrers
+    no_registry,               // no ns and no defaultRegistry
+    unsupported,               // a method other than GET/HEAD, HEAD of tags/referrers
     decision_log_unavailable,  // decisionLog.onWriteError: deny while the log cannot be written
     // error
     bad_request,  // path, name, tag, digest or ns invalid; malformed HTTP

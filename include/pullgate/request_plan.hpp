@@ -49,10 +49,10 @@ struct request_plan {
     std::optional<failure> refusal;  // set when action == refuse
 
     // For action == forward:
-    bool head = false;                   // HEAD stays HEAD
-    std::string upstream_target;         // "/v2/<repository>/<kind>/<ref>[?query]", ns removed
-    std::optional<std::string> verify;   // a 200 answer's body must hash to this digest
-    bool bounded_body = false;           // manifests, tag lists, referrers: limits.maxManifestBytes
+    bool head = false;                  // HEAD stays HEAD
+    std::string upstream_target;        // "/v2/<repository>/<kind>/<ref>[?query]", ns removed
+    std::optional<std::string> verify;  // a 200 answer's body must hash to this digest
+    bool bounded_body = false;          // manifests, tag lists, referrers: limits.maxManifestBytes
 };
 
 // Plans `in` under `cfg` (allowlist, defaultRegistry) and the credential keys

@@ -27,8 +27,8 @@ class upstream_pool;
 class upstream_connection {
 public:
     // Takes one of `pool`'s slots for `o` (granted before); gives it back when destroyed.
-    upstream_connection(boost::asio::any_io_executor ex, boost::asio::ssl::context& ctx, origin o,
-                        upstream_pool& pool, metrics& stats);
+    upstream_connection(boost::asio::any_io_executor ex, boost::asio::ssl::context& ctx, origin o, upstream_pool& pool,
+                        metrics& stats);
     ~upstream_connection();
     upstream_connection(const upstream_connection&) = delete;
     upstream_connection& operator=(const upstream_connection&) = delete;

@@ -52,9 +52,9 @@ private:
     const std::size_t max_per_origin_;
     const std::chrono::seconds idle_timeout_;
     mutable std::mutex mutex_;
-    std::map<std::string, std::size_t> open_;  // by origin key
+    std::map<std::string, std::size_t> open_;                                        // by origin key
     std::map<std::string, std::vector<std::unique_ptr<upstream_connection>>> idle_;  // by pool key
-    notifier freed_;  // a connection came back or closed
+    notifier freed_;                                                                 // a connection came back or closed
 };
 
 }  // namespace pullgate

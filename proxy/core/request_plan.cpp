@@ -6,11 +6,21 @@ namespace {
 std::string upstream_path(const oci_request& r) {
     std::string t = "/v2/" + r.repository;
     switch (r.kind) {
-        case request_kind::manifest: t += "/manifests/" + r.reference; break;
-        case request_kind::blob: t += "/blobs/" + r.reference; break;
-        case request_kind::tags: t += "/tags/list"; break;
-        case request_kind::referrers: t += "/referrers/" + r.reference; break;
-        case request_kind::ping: t = "/v2/"; break;
+        case request_kind::manifest:
+            t += "/manifests/" + r.reference;
+            break;
+        case request_kind::blob:
+            t += "/blobs/" + r.reference;
+            break;
+        case request_kind::tags:
+            t += "/tags/list";
+            break;
+        case request_kind::referrers:
+            t += "/referrers/" + r.reference;
+            break;
+        case request_kind::ping:
+            t = "/v2/";
+            break;
     }
     if (!r.upstream_query.empty()) t += "?" + r.upstream_query;
     return t;

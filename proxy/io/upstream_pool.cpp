@@ -70,7 +70,7 @@ void upstream_pool::evict_idle_elsewhere(const std::string& origin_key, const st
 }
 
 asio::awaitable<upstream_pool::slot> upstream_pool::acquire(const origin& o, bool fresh,
-                                                           std::chrono::steady_clock::time_point deadline) {
+                                                            std::chrono::steady_clock::time_point deadline) {
     const auto ex = co_await asio::this_coro::executor;
     const std::string origin_key = o.key();
     const std::string pool_key = pool_key_for(o, ex);

@@ -32,8 +32,8 @@ asio::awaitable<bool> write_json(beast::tcp_stream& down, unsigned status, std::
     co_return !ec;
 }
 
-asio::awaitable<bool> write_error(beast::tcp_stream& down, const failure& f, const client_request& req,
-                                  bool keep_alive, const limits& lim, std::uint64_t& body_bytes) {
+asio::awaitable<bool> write_error(beast::tcp_stream& down, const failure& f, const client_request& req, bool keep_alive,
+                                  const limits& lim, std::uint64_t& body_bytes) {
     co_return co_await write_json(down, f.status, oci_error_body(f), req, keep_alive, lim, body_bytes);
 }
 

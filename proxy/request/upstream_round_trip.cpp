@@ -1,7 +1,7 @@
 #include "pullgate/upstream_round_trip.hpp"
 
-#include <boost/beast/core/error.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/beast/core/error.hpp>
 
 namespace pullgate {
 namespace asio = boost::asio;
