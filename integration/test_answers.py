@@ -167,8 +167,16 @@ class B_DecisionLogFull(unittest.TestCase):
                             extra_config={"decisionLog": {"path": os.path.join(cls.dir, "decisions.log")}})
 
     def fill(self):
+        """Fills the tmpfs to the last byte; the caller removes the filler."""
         filler = os.path.join(self.dir, "filler")
-        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)
+        self.addCleanup(lambda: os.path.exists(filler) and os.unlink(filler))
+        with open(filler, "ab", buffering=0) as f:
+            for size in (4096, 1):
+                try:
+                    while True:
+                        f.write(b"\0" * size)
+                except OSError:
+                    pass
         return filler
 
     def admin_get(self, path: str) -> h.HttpResponse:

@@ -26,15 +26,24 @@ int open_append(const std::string& path) {
 
 // Writes all of `line` with as few write(2) calls as the kernel allows.
 // Returns 0, or the errno of the failure.
+// A line that fits only partly (a full filesystem) is cut off again, so the
+// next line that can be written does not follow a fragment; the caller holds
+// the lock and this process is the file's only writer.
 int write_all(int fd, std::string_view line) {
-    while (!line.empty()) {
-        const ssize_t n = ::write(fd, line.data(), line.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno;
+    std::size_t written = 0;
+    while (written < line.size()) {
+        const ssize_t n = ::write(fd, line.data() + written, line.size() - written);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            const int error = n < 0 ? errno : EIO;
+            if (written > 0) {
+                const off_t end = ::lseek(fd, 0, SEEK_END);
+                if (end >= static_cast<off_t>(written) && ::ftruncate(fd, end - static_cast<off_t>(written)) != 0)
+                    spdlog::warn("decision log: cannot remove a partly written line: {}", std::strerror(errno));
+            }
+            return error;
         }
-        if (n == 0) return EIO;
-        line.remove_prefix(static_cast<std::size_t>(n));
+        written += static_cast<std::size_t>(n);
     }
     return 0;
 }
