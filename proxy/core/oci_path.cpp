@@ -164,8 +164,30 @@ boost::system::result<oci_request, failure> parse_request_target(std::string_vie
     else
         return not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request");
 
-    if (!is_valid_repository(name)) return bad_request("NAME_INVALID", "invalid repository name");
+    if (!is_valid_repository(name)) {
+        if (!req.ns && name.find('/') != std::string_view::npos &&
+            name.substr(0, name.find('/')).find(':') != std::string_view::npos)
+            return bad_request("NAME_INVALID",
+                               "invalid repository name: a registry named in the path cannot carry a port "
+                               "(use the ns parameter)");
+        return bad_request("NAME_INVALID", "invalid repository name");
+    }
     req.repository = std::string(name);
+    if (!req.ns) {
+        // Docker's rule for references: the first component names a registry
+        // when it has a '.' or is "localhost", and only when more follow.
+        // Docker Hub names never have a '.' in their first component, so
+        // Docker Engine's registry-mirrors paths (/v2/library/nginx/...) stay
+        // repositories for defaultRegistry.
+        const auto slash = name.find('/');
+        if (slash != std::string_view::npos) {
+            const std::string_view first = name.substr(0, slash);
+            if (first.find('.') != std::string_view::npos || first == "localhost") {
+                req.path_registry = std::string(first);
+                req.repository = std::string(name.substr(slash + 1));
+            }
+        }
+    }
 
     switch (req.kind) {
         case request_kind::manifest:
