@@ -18,6 +18,7 @@ set(PULLGATE_CORE_SOURCES
   proxy/core/token_cache.cpp
   proxy/core/containerd_hosts.cpp
   proxy/core/image_ref.cpp
+  proxy/core/registries_conf.cpp
 )
 
 # Layer 2: I/O: upstream connections, the relay, token fetches.

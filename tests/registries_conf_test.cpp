@@ -195,8 +195,8 @@ TEST_CASE("render_registries_conf: valid TOML a client reads as rewrites and blo
     REQUIRE(ported->location.has_value());
     CHECK(*ported->location == "127.0.0.1:5443");
 
-    CHECK(text.find("[[registry.mirror]]") == std::string::npos);
-    for (const char* stated : {"no\n# fallback", "No catch-all", "cannot carry a port", "--no-tags", "policy.json"}) {
+    CHECK(text.find("\n[[registry.mirror]]") == std::string::npos);  // only named in a comment
+    for (const char* stated : {"has no fallback", "No catch-all", "cannot carry a port", "--no-tags", "policy.json"}) {
         CAPTURE(stated);
         CHECK(text.find(stated) != std::string::npos);
     }

@@ -18,6 +18,12 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
 
 // Writes DIR/_default/hosts.toml for `mirror_url` (default: http://<listen>
 // from the config) and warns about per-registry directories that win over it.
+// Prints a containers-registries.conf.d drop-in routing the allowlisted
+// registries and credential keys through pullgate at `mirror` ("HOST:PORT",
+// http:// or https://; default: the config's listen address). 0 written,
+// 1 config error, 2 bad --mirror.
+int registries_conf(const std::string& config_path, const std::string& mirror, std::ostream& out, std::ostream& err);
+
 int containerd_hosts(const std::string& config_path, const std::string& dir, std::string mirror_url, std::ostream& out,
                      std::ostream& err);
 

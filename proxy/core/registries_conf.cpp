@@ -112,39 +112,42 @@ registries_conf_plan plan_registries_conf(const std::vector<policy_rule>& allow_
 std::string render_registries_conf(const registries_conf_plan& plan, const registries_conf_mirror& mirror) {
     const std::string example = plan.routes.empty() ? "quay.io" : plan.routes.front().host;
     std::string out;
-    out += "# containers-registries.conf.d(5) drop-in written by `pullgate registries-conf`, for\n"
-           "# podman, skopeo, buildah and CRI-O (containers/image). Install it as\n"
-           "# /etc/containers/registries.conf.d/50-pullgate.conf; files that sort later, and\n"
-           "# ~/.config/containers/registries.conf.d/ for rootless users, can override it.\n"
-           "#\n"
-           "# Each rewriting [[registry]] sends the pulls of one registry to pullgate at " +
-           mirror.host_port +
-           "\n"
-           "# in the registry-in-path form: " +
-           example + "/org/app:1 is fetched as\n" + "# GET /v2/" + example +
-           "/org/app/manifests/1 from pullgate, which applies its allowlist, adds the\n"
-           "# stored credentials and logs the decision. A rewritten `location` has no\n"
-           "# fallback: when pullgate refuses or is down, the pull fails. Never turn these\n"
-           "# into [[registry.mirror]] entries: a mirror falls back to the registry itself\n"
-           "# on any error, around pullgate.\n"
-           "#\n"
-           "# Limits (measured with podman 4.3.1, skopeo 1.9.3, containers/image 5.23):\n"
-           "# - No catch-all: containers/image has no prefix that matches every registry,\n"
-           "#   so a registry not listed here is pulled directly, around pullgate. Close the\n"
-           "#   ones you know with `blocked = true` entries (`prefix = \"*.example.com\"`\n"
-           "#   works; an exact host routed here still wins over it). In\n"
-           "#   /etc/containers/policy.json, \"default\": [{\"type\": \"reject\"}] with these\n"
-           "#   registries accepted by name (policy.json matches the name as written, not\n"
-           "#   the rewritten location) stops a pull of any other registry before a layer is\n"
-           "#   fetched, but that registry still sees GET /v2/ and the manifest GET, and\n"
-           "#   `skopeo inspect` does not consult policy.json at all.\n"
-           "# - The path form cannot carry a port: a registry on another port than 443\n"
-           "#   cannot be routed; such entries are blocked below, as are *.domain entries.\n"
-           "# - `skopeo inspect` lists the tags under the original name, from the registry\n"
-           "#   itself: use `skopeo inspect --no-tags`.\n";
+    out +=
+        "# containers-registries.conf.d(5) drop-in written by `pullgate registries-conf`, for\n"
+        "# podman, skopeo, buildah and CRI-O (containers/image). Install it as\n"
+        "# /etc/containers/registries.conf.d/50-pullgate.conf; files that sort later, and\n"
+        "# ~/.config/containers/registries.conf.d/ for rootless users, can override it.\n"
+        "#\n"
+        "# Each rewriting [[registry]] below sends the pulls of one registry to\n"
+        "# pullgate at " +
+        mirror.host_port + " in the registry-in-path form: " + example +
+        "/org/app:1\n"
+        "# is fetched as GET /v2/" +
+        example +
+        "/org/app/manifests/1 from pullgate, which\n"
+        "# applies its allowlist, adds the stored credentials and logs the decision.\n"
+        "# A rewritten `location` has no fallback: when pullgate refuses or is down,\n"
+        "# the pull fails. Never turn these into [[registry.mirror]] entries: a mirror\n"
+        "# falls back to the registry itself on any error, around pullgate.\n"
+        "#\n"
+        "# Limits (measured with podman 4.3.1, skopeo 1.9.3, containers/image 5.23):\n"
+        "# - No catch-all: containers/image has no prefix that matches every registry,\n"
+        "#   so a registry not listed here is pulled directly, around pullgate. Close the\n"
+        "#   ones you know with `blocked = true` entries (`prefix = \"*.example.com\"`\n"
+        "#   works; an exact host routed here still wins over it). In\n"
+        "#   /etc/containers/policy.json, \"default\": [{\"type\": \"reject\"}] with these\n"
+        "#   registries accepted by name (policy.json matches the name as written, not\n"
+        "#   the rewritten location) stops a pull of any other registry before a layer is\n"
+        "#   fetched, but that registry still sees GET /v2/ and the manifest GET, and\n"
+        "#   `skopeo inspect` does not consult policy.json at all.\n"
+        "# - The path form cannot carry a port: a registry on another port than 443\n"
+        "#   cannot be routed; such entries are blocked below, as are *.domain entries.\n"
+        "# - `skopeo inspect` lists the tags under the original name, from the registry\n"
+        "#   itself: use `skopeo inspect --no-tags`.\n";
     if (!mirror.tls) {
-        out += "# - pullgate's listener is plain HTTP: `insecure = true` lets the clients use it\n"
-               "#   (they try HTTPS first, then plain HTTP).\n";
+        out +=
+            "# - pullgate's listener is plain HTTP: `insecure = true` lets the clients use it\n"
+            "#   (they try HTTPS first, then plain HTTP).\n";
         if (!mirror.loopback)
             out += "# - WARNING: " + mirror.host_port +
                    " is not a loopback address: manifests and layers cross the network\n"

@@ -41,9 +41,13 @@ constexpr const char* usage_text =
     "                                                     (exit 0 allow, 1 deny)\n"
     "  pullgate containerd-hosts --dir DIR [--mirror URL] write DIR/_default/hosts.toml routing every registry\n"
     "                                                     through pullgate, with no way around it\n"
+    "  pullgate registries-conf [--config FILE] [--mirror HOST:PORT]\n"
+    "                                                     print a registries.conf.d drop-in routing the\n"
+    "                                                     allowlisted registries of podman, skopeo, buildah\n"
+    "                                                     and CRI-O through pullgate\n"
     "  pullgate --version | --help\n"
     "\n"
-    "FILE defaults to /etc/pullgate/config.yaml; URL defaults to http://<listen> from the config.\n";
+    "FILE defaults to /etc/pullgate/config.yaml; URL and HOST:PORT default to <listen> from the config.\n";
 
 struct args {
     std::string command;
@@ -237,6 +241,7 @@ int main(int argc, char** argv) {
     }
     if (a.command == "check-config") return check_config(a.config, std::cout, std::cerr);
     if (a.command == "explain") return explain(a.config, a.positional[0], std::cout, std::cerr);
+    if (a.command == "registries-conf") return registries_conf(a.config, a.mirror, std::cout, std::cerr);
     if (a.command == "containerd-hosts") return containerd_hosts(a.config, a.dir, a.mirror, std::cout, std::cerr);
     usage_error("unknown command '" + a.command + "'");
 }
