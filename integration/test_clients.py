@@ -73,7 +73,8 @@ def enter_private_mounts(hosts_text: str) -> str:
     _mount(hosts.encode(), b"/etc/hosts", MS_BIND)
     etc_containers = os.path.join(d, "containers")
     os.makedirs(os.path.join(etc_containers, "registries.conf.d"))
-    os.makedirs("/etc/containers", exist_ok=True)
+    if not os.path.isdir("/etc/containers"):
+        raise FileNotFoundError("/etc/containers is missing: install podman (scripts/install-deps.sh)")
     _mount(etc_containers.encode(), b"/etc/containers", MS_BIND)
     return "/etc/containers"
 
@@ -155,7 +156,7 @@ class Clients:
         self.n += 1
         dest = os.path.join(self.dir, f"copy-{self.n}")
         digestfile = dest + ".digest"
-        cp = self.skopeo("copy", "--digestfile", digestfile, f"docker://{ref}", f"oci:{dest}:x")
+        cp = self.skopeo("copy", "--preserve-digests", "--digestfile", digestfile, f"docker://{ref}", f"oci:{dest}:x")
         digest = ""
         if cp.returncode == 0:
             with open(digestfile) as f:
@@ -294,10 +295,13 @@ class TestThroughPullgate(ClientsTest):
         seen = reg.requests()[since_reg:]
         mine_at_reg = [e for e in seen if e.repository == repository]
         self.assertTrue(mine_at_reg)
-        # The client holds no credentials: every request for the repository
-        # that the registry answered was authenticated by pullgate.
-        self.assertTrue(all(e.user == USER[0] for e in mine_at_reg if e.status == 200),
-                        [(e.method, e.path, e.status, e.user) for e in mine_at_reg])
+        # Every request for it came from pullgate, and the registry (htpasswd:
+        # 401 without credentials) served them: the client holds none, so the
+        # credentials were pullgate's.
+        self.assertTrue(all(e.user_agent.startswith("pullgate/") for e in mine_at_reg),
+                        [(e.method, e.path, e.status, e.user_agent) for e in mine_at_reg])
+        self.assertTrue(any(e.status == 200 and "/manifests/" in e.path for e in mine_at_reg))
+        self.assertTrue(all(e.status in (200, 401) for e in mine_at_reg))
 
     def test_skopeo_copy_with_injected_credentials(self):
         c, pg, reg, img = E["clients"], E["pg"], E["reg"], E["team"]
@@ -325,6 +329,23 @@ class TestThroughPullgate(ClientsTest):
         self.assertEqual(cp.returncode, 0, diagnostics(cp))
         self.assertEqual(json.loads(cp.stdout)["Digest"], img.manifest_digest)
         pg.wait_decisions(lambda _: self.lines_for(since, "team/app"), what="inspect's decision lines")
+
+    def test_tag_listing_goes_to_the_registry_itself(self):
+        # containers/image lists tags under the original name: `skopeo
+        # inspect` (without --no-tags) and `skopeo list-tags` ask the registry
+        # directly, around the rewrite (here 401: the client holds nothing).
+        c, pg, reg = E["clients"], E["pg"], E["reg"]
+        for args in (("inspect", f"docker://{REGISTRY}/team/app:v1"),
+                     ("list-tags", f"docker://{REGISTRY}/team/app")):
+            with self.subTest(command=args[0]):
+                since_pg, since_reg = len(pg.decisions()), len(reg.requests())
+                cp = c.skopeo(*args)
+                self.assertNotEqual(cp.returncode, 0)
+                direct = [e for e in reg.requests()[since_reg:] if e.path.startswith("/v2/team/app/tags/list")]
+                self.assertTrue(direct, paths(reg, since_reg))
+                self.assertTrue(all(e.status == 401 and e.user == "-" for e in direct),
+                                [(e.path, e.status, e.user) for e in direct])
+                self.assertFalse([d for d in pg.decisions()[since_pg:] if d.get("kind") == "tags"])
 
     def test_outside_the_prefix_is_refused_by_pullgate_before_the_registry(self):
         c, pg, reg = E["clients"], E["pg"], E["reg"]
