@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""podman and skopeo (containers/image) pulling through pullgate by the
+"""podman, skopeo and buildah (containers/image) pulling through pullgate by the
 registries.conf drop-in that ``pullgate registries-conf`` writes (DESIGN §14).
 
 Everything runs in one private network namespace (only ``lo``) and, for the
@@ -15,7 +15,7 @@ containers config of the machine is read:
   unrouted.pullgate.test   127.0.0.3:443, TLS, anonymous; named nowhere in
                            pullgate's config nor in the drop-in
   pullgate                 plain HTTP on 127.0.0.1:<port>
-  podman / skopeo          HOME, storage root, auth file: temp; the clients
+  podman/skopeo/buildah    HOME, storage root, auth file: temp; the clients
                            trust the test CA (SSL_CERT_FILE), so a pull that
                            went around pullgate would succeed
 
@@ -170,6 +170,12 @@ class Clients:
                       "--events-backend", "none", "--tmpdir", os.path.join(self.dir, "libpod"),
                       *args], check=False, timeout=timeout, env=self.env)
 
+    def buildah(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return h.run(["buildah", "--root", os.path.join(self.dir, "storage"),
+                      "--runroot", os.path.join(self.dir, "run"), "--storage-driver", "vfs",
+                      "--registries-conf", self.registries_conf, *args],
+                     check=False, timeout=timeout, env=self.env)
+
     def podman_pull(self, ref: str) -> subprocess.CompletedProcess:
         return self.podman("pull", "--signature-policy", self.policy, "--authfile", self.auth_file, ref)
 
@@ -321,6 +327,19 @@ class TestThroughPullgate(ClientsTest):
         rc, text = explain(pg, f"{REGISTRY}/team/app:v1")
         self.assertEqual(rc, 0, text)
         self.assertIn(f"{REGISTRY}/team", text)
+
+    def test_buildah_pull_with_injected_credentials(self):
+        c, pg, reg, img = E["clients"], E["pg"], E["reg"], E["team"]
+        since_pg, since_reg = len(pg.decisions()), len(reg.requests())
+        cp = c.buildah("pull", "--signature-policy", c.policy, "--authfile", c.auth_file,
+                       f"{REGISTRY}/team/app:v1")
+        self.assertEqual(cp.returncode, 0, diagnostics(cp))
+        self.assertEqual(c.podman_digest(f"{REGISTRY}/team/app:v1"), img.manifest_digest)
+        self.assert_pulled_through_pullgate(since_pg, since_reg, "team/app")
+        cp = c.buildah("pull", "--signature-policy", c.policy, "--authfile", c.auth_file,
+                       f"{REGISTRY}/other/app:v1")
+        self.assertNotEqual(cp.returncode, 0)
+        self.assertIn("denied:", cp.stderr)
 
     def test_skopeo_inspect_no_tags(self):
         c, pg, img = E["clients"], E["pg"], E["team"]
