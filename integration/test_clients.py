@@ -209,6 +209,7 @@ def setUpModule():
     E["pg"] = h.Pullgate(PULLGATE_BINARY, allow_list=[],
                          registries={REGISTRY: {"caFile": ca.ca_cert}},
                          extra_config={"credentialsFile": creds})
+    E["creds"] = creds
     E["clients"] = Clients(ca, etc)
     E["dropin"] = registries_conf(E["pg"])
 
@@ -284,6 +285,37 @@ class TestDropin(ClientsTest):
         self.assertNotEqual(cp.returncode, 0)
         self.assertIn("connection refused", cp.stderr)
         self.assertEqual(paths(reg, before), [])
+
+
+    def test_generated_blocks_load_and_hold(self):
+        # A *.domain entry and a registry with a port become blocked entries
+        # (an IPv6 one is left out); the clients load the file, the routed
+        # exact host still wins over the wildcard, the rest is refused before
+        # any request.
+        pg, c, un = E["pg"], E["clients"], E["unrouted"]
+        cfg = os.path.join(h.make_tempdir("pgit-rcconf-"), "config.yaml")
+        with open(cfg, "w") as f:
+            f.write(h.to_yaml({"listen": pg.listen,
+                               "containerRegistry": {"privateBaseImageAllowList": [
+                                   "*.pullgate.test", "127.0.0.9:5443", "[::1]:5000"]},
+                               "credentialsFile": E["creds"]}))
+        cp = h.run([PULLGATE_BINARY, "registries-conf", "--config", cfg])
+        self.assertIn("*.pullgate.test is blocked", cp.stderr)
+        self.assertIn("[::1]:5000 is not written", cp.stderr)
+        prefixes = {r["prefix"]: r for r in tomllib.loads(cp.stdout)["registry"]}
+        self.assertEqual(set(prefixes), {REGISTRY, "*.pullgate.test", "127.0.0.9:5443"})
+        c.set_dropin(cp.stdout)
+        ok, digest = c.skopeo_copy(f"{REGISTRY}/team/app:v1")
+        self.assertEqual(ok.returncode, 0, diagnostics(ok))
+        self.assertEqual(digest, E["team"].manifest_digest)
+        since = len(un.requests())
+        for ref, blocked in ((f"{UNROUTED}/pub/app:v1", "*.pullgate.test"),
+                             ("127.0.0.9:5443/pub/app:v1", "127.0.0.9:5443")):
+            with self.subTest(ref=ref):
+                refused, _ = c.skopeo_copy(ref)
+                self.assertNotEqual(refused.returncode, 0)
+                self.assertIn(f"registry {blocked} is blocked", refused.stderr)
+        self.assertEqual(paths(un, since), [])
 
 
 class TestThroughPullgate(ClientsTest):
