@@ -17,8 +17,8 @@ set(PULLGATE_CORE_SOURCES
   proxy/core/credentials.cpp
   proxy/core/token_cache.cpp
   proxy/core/containerd_hosts.cpp
-  proxy/core/image_ref.cpp
   proxy/core/registries_conf.cpp
+  proxy/core/image_ref.cpp
 )
 
 # Layer 2: I/O: upstream connections, the relay, token fetches.

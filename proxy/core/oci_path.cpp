@@ -164,14 +164,14 @@ boost::system::result<oci_request, failure> parse_request_target(std::string_vie
     else
         return not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request");
 
-    if (!is_valid_repository(name)) {
-        if (!req.ns && name.find('/') != std::string_view::npos &&
-            name.substr(0, name.find('/')).find(':') != std::string_view::npos)
-            return bad_request("NAME_INVALID",
-                               "invalid repository name: a registry named in the path cannot carry a port "
-                               "(use the ns parameter)");
-        return bad_request("NAME_INVALID", "invalid repository name");
-    }
+    // ':' is not in the name grammar; without ns, say why a registry with a
+    // port cannot be named in the path.
+    if (const auto slash = name.find('/');
+        !req.ns && slash != std::string_view::npos && name.substr(0, slash).find(':') != std::string_view::npos)
+        return bad_request("NAME_INVALID",
+                           "invalid repository name: a registry named in the path cannot carry a port "
+                           "(use the ns parameter)");
+    if (!is_valid_repository(name)) return bad_request("NAME_INVALID", "invalid repository name");
     req.repository = std::string(name);
     if (!req.ns) {
         // Docker's rule for references: the first component names a registry
