@@ -1,5 +1,5 @@
 // Tests for include/pullgate/policy.hpp: the allowlist and the credential-key
-// seed rule, a pure function of (rules, registry, repository) (DESIGN §2).
+// seed rule, a pure function of (rules, registry, repository) (README "Allowlist entries").
 #include "pullgate/policy.hpp"
 
 #include <doctest/doctest.h>
@@ -349,7 +349,7 @@ TEST_CASE("decide: allowlist, then credential keys, then deny") {
         CAPTURE(c.name);
         auto d = decide(rules(c.allow_list, true), rules(c.credential_keys, false), registry(c.registry), c.repository);
         CHECK(d.allowed == c.allowed);
-        CHECK(d.reason == c.reason);
+        CHECK(to_string(d.reason) == c.reason);
         CHECK(d.rule == c.rule);
         CHECK(d.suggestion == c.suggestion);
     }
@@ -366,7 +366,7 @@ TEST_CASE("decide: the suggestion of a denial is an entry that would allow the p
         // writing the suggestion into the allowlist must allow exactly this pull
         auto allowed = decide(rules({denied.suggestion}, true), {}, r, "team/app");
         CHECK(allowed.allowed);
-        CHECK(allowed.reason == "allowlisted");
+        CHECK(allowed.reason == reason_code::allowlisted);
         CHECK(allowed.rule == denied.suggestion);
     }
 }

@@ -73,10 +73,11 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
     out << "image:      " << ref->canonical() << "\n"
         << "registry:   " << ref->registry.key() << " (pulled from " << at.key() << ")\n"
         << "repository: " << ref->repository << "\n"
-        << "decision:   " << (d.allowed ? "allow" : "deny") << " (" << d.reason << ")\n";
+        << "decision:   " << (d.allowed ? "allow" : "deny") << " (" << to_string(d.reason) << ")\n";
     if (d.allowed) {
         out << "rule:       " << d.rule
-            << (d.reason == "allowlisted" ? " (containerRegistry.privateBaseImageAllowList)" : " (credentials key)")
+            << (d.reason == reason_code::allowlisted ? " (containerRegistry.privateBaseImageAllowList)"
+                                                     : " (credentials key)")
             << "\n";
     } else {
         out << "to allow:   add \"" << d.suggestion << "\" to containerRegistry.privateBaseImageAllowList"
