@@ -18,6 +18,7 @@ set(PULLGATE_CORE_SOURCES
   proxy/core/credentials.cpp
   proxy/core/token_cache.cpp
   proxy/core/containerd_hosts.cpp
+  proxy/core/registries_conf.cpp
   proxy/core/image_ref.cpp
   proxy/core/origin.cpp
   proxy/core/request_plan.cpp

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Does pullgate know when containerd can pull around it? (DESIGN §15)
+"""Does pullgate know when containerd can pull around it?
 
 One private network namespace (only ``lo``), shared by every case:
   registry U  TLS, NOT on pullgate's allowlist; containerd trusts its CA

@@ -1,5 +1,5 @@
 // Tests for include/pullgate/node_check.hpp: every way a node lets containerd
-// pull around pullgate (DESIGN §8, §15), from config.toml / hosts.toml texts.
+// pull around pullgate (README "Is this node gated?"), from config.toml / hosts.toml texts.
 #include "pullgate/node_check.hpp"
 
 #include "pullgate/containerd_hosts.hpp"

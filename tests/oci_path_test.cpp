@@ -2,6 +2,8 @@
 // (docs/ARCHITECTURE.md, "A request") parsed into values, and the name/tag/digest grammar checks.
 #include "pullgate/oci_path.hpp"
 
+#include "pullgate/image_ref.hpp"
+
 #include <doctest/doctest.h>
 
 #include <optional>
@@ -113,7 +115,96 @@ TEST_CASE("parse_request_target accepts the read API") {
         CHECK(r->ns.has_value() == c.ns.has_value());
         if (r->ns && c.ns) CHECK(*r->ns == *c.ns);
         CHECK(r->upstream_query == c.upstream_query);
+        CHECK_FALSE(r->path_registry.has_value());
     }
+}
+
+TEST_CASE("parse_request_target: the registry-in-path form applies only without ns") {
+    struct path_case {
+        std::string target;
+        std::optional<std::string> path_registry;
+        std::string repository;
+        std::optional<std::string> ns;
+    };
+    const std::vector<path_case> cases = {
+        // containers/image rewrites quay.io/org/app to <mirror>/quay.io/org/app
+        {"/v2/quay.io/org/app/manifests/1", "quay.io", "org/app", std::nullopt},
+        {"/v2/quay.io/app/manifests/1", "quay.io", "app", std::nullopt},
+        {"/v2/registry.example.com/a/b/c/blobs/" + sha256, "registry.example.com", "a/b/c", std::nullopt},
+        {"/v2/docker.io/library/nginx/manifests/latest", "docker.io", "library/nginx", std::nullopt},
+        {"/v2/ghcr.io/acme/app/tags/list?n=5", "ghcr.io", "acme/app", std::nullopt},
+        {"/v2/ghcr.io/acme/app/referrers/" + sha256, "ghcr.io", "acme/app", std::nullopt},
+        {"/v2/localhost/team/app/manifests/v1", "localhost", "team/app", std::nullopt},
+        {"/v2/127.0.0.2/team/app/manifests/v1", "127.0.0.2", "team/app", std::nullopt},
+        // a '.' anywhere in the first component counts, as in docker's rule
+        {"/v2/my-registry.internal/x/manifests/v1", "my-registry.internal", "x", std::nullopt},
+        // Docker Engine's registry-mirrors (Docker Hub only): no registry in the path
+        {"/v2/library/nginx/manifests/latest", std::nullopt, "library/nginx", std::nullopt},
+        {"/v2/library/nginx/blobs/" + sha256, std::nullopt, "library/nginx", std::nullopt},
+        {"/v2/bitnami/redis/manifests/7.2", std::nullopt, "bitnami/redis", std::nullopt},
+        // a '.' beyond the first component is a repository name, not a registry
+        {"/v2/library/foo.bar/manifests/1", std::nullopt, "library/foo.bar", std::nullopt},
+        // a single component is a repository even with a '.' (no registry without a rest)
+        {"/v2/quay.io/manifests/1", std::nullopt, "quay.io", std::nullopt},
+        {"/v2/localhost/manifests/1", std::nullopt, "localhost", std::nullopt},
+        // "localhost" only as the whole component
+        {"/v2/localhostx/app/manifests/1", std::nullopt, "localhostx/app", std::nullopt},
+        {"/v2/my-localhost/app/manifests/1", std::nullopt, "my-localhost/app", std::nullopt},
+        // ns always wins: a repository whose first component has a '.' stays whole
+        {"/v2/my.org/app/manifests/1?ns=registry.example.com", std::nullopt, "my.org/app", "registry.example.com"},
+        {"/v2/quay.io/org/app/manifests/1?ns=docker.io", std::nullopt, "quay.io/org/app", "docker.io"},
+        {"/v2/localhost/app/blobs/" + sha256 + "?ns=127.0.0.1%3A5000", std::nullopt, "localhost/app", "127.0.0.1:5000"},
+        // ping has no name at all
+        {"/v2/", std::nullopt, "", std::nullopt},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.target);
+        auto r = parse_request_target(c.target);
+        REQUIRE_MESSAGE(r.has_value(), describe(r));
+        CHECK(r->path_registry == c.path_registry);
+        CHECK(r->repository == c.repository);
+        CHECK(r->ns == c.ns);
+    }
+}
+
+TEST_CASE("the registry-in-path form splits a name as `explain` splits an image reference") {
+    const std::vector<std::string> names = {
+        "quay.io/org/app",    "docker.io/library/nginx",    "localhost/team/app",
+        "127.0.0.2/team/app", "registry.example.com/a/b/c", "ghcr.io/acme/app",
+    };
+    for (const auto& n : names) {
+        CAPTURE(n);
+        auto r = parse_request_target("/v2/" + n + "/manifests/1");
+        REQUIRE(r.has_value());
+        auto ref = parse_image_ref(n + ":1");
+        REQUIRE(ref.has_value());
+        REQUIRE(r->path_registry.has_value());
+        auto registry = parse_registry_name(*r->path_registry);
+        REQUIRE(registry.has_value());
+        CHECK(*registry == ref->registry);
+        CHECK(r->repository == ref->repository);
+    }
+}
+
+TEST_CASE("parse_request_target: the registry-in-path form cannot carry a port") {
+    const std::vector<std::string> targets = {
+        "/v2/127.0.0.1:5443/team/app/manifests/v1",
+        "/v2/localhost:5000/app/manifests/v1",
+        "/v2/registry.example.com:443/app/blobs/" + sha256,
+    };
+    for (const auto& t : targets) {
+        CAPTURE(t);
+        auto r = parse_request_target(t);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().status == 400);
+        CHECK(r.error().code == "NAME_INVALID");
+        CHECK(r.error().message.find("port") != std::string::npos);
+    }
+    // With ns the name is only a (malformed) repository name.
+    auto with_ns = parse_request_target("/v2/localhost:5000/app/manifests/v1?ns=docker.io");
+    REQUIRE_FALSE(with_ns.has_value());
+    CHECK(with_ns.error().code == "NAME_INVALID");
+    CHECK(with_ns.error().message.find("port") == std::string::npos);
 }
 
 TEST_CASE("parse_request_target rejects what is not the read API") {

@@ -23,6 +23,12 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
 int containerd_hosts(const std::string& config_path, const std::string& dir, std::string mirror_url, std::ostream& out,
                      std::ostream& err);
 
+// Prints a containers-registries.conf.d drop-in routing the allowlisted
+// registries and credential keys through pullgate at `mirror` ("HOST:PORT",
+// http:// or https://; default: the config's listen address). 0 written,
+// 1 config error, 2 bad --mirror.
+int registries_conf(const std::string& config_path, const std::string& mirror, std::ostream& out, std::ostream& err);
+
 struct check_node_options {
     std::string config_path;        // pullgate's config: listen, node.*
     bool config_given = false;      // --config on the command line
@@ -32,7 +38,7 @@ struct check_node_options {
     bool json = false;
 };
 
-// Is containerd on this node gated by pullgate (DESIGN §15)? Prints every
+// Is containerd on this node gated by pullgate (README "Is this node gated?")? Prints every
 // finding with file, problem and fix (or JSON). 0 gated, 1 not gated, 2 the
 // config cannot be read or the arguments are wrong.
 int check_node(const check_node_options& options, std::ostream& out, std::ostream& err);

@@ -57,7 +57,7 @@ enum class log_write_error_policy {
     deny,   // refuse pulls with 503 until a line can be written again
 };
 
-// Whether containerd on this node is gated (DESIGN §15): what the daemon checks.
+// Whether containerd on this node is gated: what the daemon checks.
 struct node_settings {
     bool check = true;  // false where pullgate does not run on the node it guards
     std::string containerd_config = "/etc/containerd/config.toml";

@@ -1,5 +1,5 @@
 // Does containerd on this node send every pull through pullgate, with no way
-// around it (DESIGN §8, §15)? A pure check over the contents of containerd's
+// around it (README "Is this node gated?")? A pure check over the contents of containerd's
 // config.toml and of the certs dir (hosts.toml files), given as values, plus
 // a thin reader that collects them from the filesystem.
 #pragma once

@@ -1,6 +1,6 @@
 // The request plan: everything pullgate decides about a client request
-// before any I/O. Which registry it names (containerd's `ns`, or
-// `defaultRegistry`), whether policy allows it, and if so what to ask the
+// before any I/O. Which registry it names (containerd's `ns`, a registry in
+// the path as podman/skopeo/CRI-O send it, or `defaultRegistry`), whether policy allows it, and if so what to ask the
 // upstream and how to check the answer; otherwise the refusal pullgate
 // answers itself. Pure; no I/O; table-tested.
 #pragma once

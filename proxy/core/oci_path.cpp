@@ -165,8 +165,30 @@ boost::system::result<oci_request, failure> parse_request_target(std::string_vie
     else
         return not_found("NAME_UNKNOWN", "not an OCI distribution API path", reason_code::bad_request);
 
+    // ':' is not in the name grammar; without ns, say why a registry with a
+    // port cannot be named in the path.
+    if (const auto slash = name.find('/');
+        !req.ns && slash != std::string_view::npos && name.substr(0, slash).find(':') != std::string_view::npos)
+        return bad_request("NAME_INVALID",
+                           "invalid repository name: a registry named in the path cannot carry a port "
+                           "(use the ns parameter)");
     if (!is_valid_repository(name)) return bad_request("NAME_INVALID", "invalid repository name");
     req.repository = std::string(name);
+    if (!req.ns) {
+        // Docker's rule for references: the first component names a registry
+        // when it has a '.' or is "localhost", and only when more follow.
+        // Docker Hub names never have a '.' in their first component, so
+        // Docker Engine's registry-mirrors paths (/v2/library/nginx/...) stay
+        // repositories for defaultRegistry.
+        const auto slash = name.find('/');
+        if (slash != std::string_view::npos) {
+            const std::string_view first = name.substr(0, slash);
+            if (first.find('.') != std::string_view::npos || first == "localhost") {
+                req.path_registry = std::string(first);
+                req.repository = std::string(name.substr(slash + 1));
+            }
+        }
+    }
 
     switch (req.kind) {
         case request_kind::manifest:

@@ -68,11 +68,19 @@ request_plan plan_request(const plan_input& in, const config& cfg, const std::ve
         return refused(std::move(p), unsupported("HEAD is not supported for " + std::string(to_string(r.kind))),
                        verdict::deny);
 
-    // The upstream registry: containerd's ns, validated and normalised; never dialled as given.
+    // The upstream registry: containerd's ns, else a registry named in the path (podman,
+    // skopeo, CRI-O), else defaultRegistry; validated and normalised, never dialled as given.
     if (r.ns) {
         auto name = parse_registry_name(*r.ns);
         if (!name)
             return refused(std::move(p), bad_request("NAME_INVALID", "invalid ns parameter: " + name.error()),
+                           verdict::error);
+        p.registry = *name;
+    } else if (r.path_registry) {
+        // The registry-in-path form of containers/image mirrors.
+        auto name = parse_registry_name(*r.path_registry);
+        if (!name)
+            return refused(std::move(p), bad_request("NAME_INVALID", "invalid registry in the path: " + name.error()),
                            verdict::error);
         p.registry = *name;
     } else if (cfg.default_registry) {

@@ -7,6 +7,7 @@
 #include "pullgate/metrics.hpp"
 #include "pullgate/node_check.hpp"
 #include "pullgate/policy.hpp"
+#include "pullgate/registries_conf.hpp"
 #include "pullgate/upstream_client.hpp"
 
 #include <filesystem>
@@ -87,6 +88,36 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
     }
     out << "credential: " << (cred ? cred->key : "none (anonymous)") << "\n";
     return d.allowed ? 0 : 1;
+}
+
+int registries_conf(const std::string& config_path, const std::string& mirror, std::ostream& out, std::ostream& err) {
+    config cfg;
+    credential_store creds;
+    try {
+        cfg = load_config(config_path);
+        creds = load_credentials(cfg);
+    } catch (const config_error& e) {
+        err << e.what() << "\n";
+        return 1;
+    }
+    std::string mirror_text = mirror;
+    if (mirror_text.empty()) {
+        // A wildcard listen address accepts on loopback too.
+        mirror_text = cfg.listen.host == "0.0.0.0" ? "127.0.0.1:" + std::to_string(cfg.listen.port) : cfg.listen.text;
+    }
+    auto where = parse_registries_conf_mirror(mirror_text);
+    if (!where) {
+        err << "pullgate: " << where.error() << (mirror.empty() ? " (from listen in the config; give --mirror)" : "")
+            << "\n";
+        return 2;
+    }
+    const registries_conf_plan plan = plan_registries_conf(cfg.allow_list, creds.keys());
+    out << render_registries_conf(plan, *where);
+    if (plan.routes.empty())
+        err << "warning: nothing is allowlisted and no credentials are stored: no registry is routed\n";
+    for (const auto& b : plan.blocks) err << "note: " << b.prefix << " is blocked, not routed: " << b.why << "\n";
+    for (const auto& s : plan.skipped) err << "note: " << s.rule << " is not written: " << s.why << "\n";
+    return 0;
 }
 
 int containerd_hosts(const std::string& config_path, const std::string& dir, std::string mirror_url, std::ostream& out,

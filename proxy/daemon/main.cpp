@@ -52,9 +52,13 @@ constexpr const char* usage_text =
     "  pullgate check-node [--config FILE] [--containerd-config FILE] [--certs-dir DIR] [--mirror URL] [--json]\n"
     "                                                     is containerd on this node gated by pullgate?\n"
     "                                                     (exit 0 gated, 1 not gated, 2 usage or config error)\n"
+    "  pullgate registries-conf [--config FILE] [--mirror HOST:PORT]\n"
+    "                                                     print a registries.conf.d drop-in routing the\n"
+    "                                                     allowlisted registries of podman, skopeo, buildah\n"
+    "                                                     and CRI-O through pullgate\n"
     "  pullgate --version | --help\n"
     "\n"
-    "FILE defaults to /etc/pullgate/config.yaml; URL defaults to http://<listen> from the config.\n";
+    "FILE defaults to /etc/pullgate/config.yaml; URL and HOST:PORT default to <listen> from the config.\n";
 
 struct args {
     std::string command;
@@ -410,6 +414,7 @@ int main(int argc, char** argv) {
     }
     if (a.command == "check-config") return check_config(a.config, std::cout, std::cerr);
     if (a.command == "explain") return explain(a.config, a.positional[0], std::cout, std::cerr);
+    if (a.command == "registries-conf") return registries_conf(a.config, a.mirror, std::cout, std::cerr);
     if (a.command == "containerd-hosts") return containerd_hosts(a.config, a.dir, a.mirror, std::cout, std::cerr);
     if (a.command == "check-node")
         return check_node({a.config, a.config_given, a.containerd_config, a.certs_dir, a.mirror, a.json}, std::cout,
