@@ -54,6 +54,7 @@ set(PULLGATE_DAEMON_SOURCES
   proxy/daemon/server.cpp
   proxy/daemon/admin_server.cpp
   proxy/daemon/commands.cpp
+  proxy/daemon/live_state.cpp
 )
 
 function(pullgate_sources out)

@@ -2,13 +2,11 @@
 #include "pullgate/admin_server.hpp"
 #include "pullgate/commands.hpp"
 #include "pullgate/config.hpp"
-#include "pullgate/file_watcher.hpp"
+#include "pullgate/live_state.hpp"
 #include "pullgate/metrics.hpp"
-#include "pullgate/node_check.hpp"
 #include "pullgate/runtime.hpp"
 #include "pullgate/server.hpp"
 #include "pullgate/version.hpp"
-#include "pullgate/watched_files.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -132,172 +130,6 @@ void setup_diagnostics() {
     spdlog::set_default_logger(logger);
     spdlog::set_level(spdlog::level::info);
 }
-
-void notify_reloading() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    const unsigned long long usec = static_cast<unsigned long long>(ts.tv_sec) * 1000000ULL + ts.tv_nsec / 1000;
-    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", usec);
-}
-
-// A fingerprint of the watched files' contents: a file event that leaves
-// them as they were at the last reload (an editor's touch, the SIGHUP that
-// already read them) reloads nothing.
-std::size_t fingerprint(const std::vector<std::filesystem::path>& files) {
-    std::size_t h = files.size();
-    for (const auto& f : files) {
-        std::ifstream in(f, std::ios::binary);
-        std::ostringstream buf;
-        if (in) buf << in.rdbuf();
-        const std::string text = in ? "+" + buf.str() : std::string("-");
-        h = h * 1000003u ^ std::hash<std::string>{}(f.string()) ^ (std::hash<std::string>{}(text) << 1);
-    }
-    return h;
-}
-
-// What the daemon keeps live on its first io_context: the configuration
-// (reloaded on SIGHUP and on file changes) and the node's gated verdict.
-// Everything here runs on that one thread.
-class live_state {
-public:
-    live_state(asio::io_context& ioc, server& srv, metrics& stats, std::string config_path)
-        : ioc_(ioc),
-          srv_(srv),
-          stats_(stats),
-          config_path_(std::move(config_path)),
-          mirror_url_("http://" + srv.current()->cfg->listen.text) {}
-
-    // Sets up the watchers and runs the first node check. A watcher that
-    // cannot be set up is logged; the daemon runs on without it.
-    void start() {
-        try {
-            config_watcher_ =
-                std::make_unique<file_watcher>(ioc_.get_executor(), debounce, [this] { on_file_change(); });
-            node_watcher_ = std::make_unique<file_watcher>(ioc_.get_executor(), debounce, [this] { check_node_now(); });
-            config_watcher_->start();
-            node_watcher_->start();
-        } catch (const std::exception& e) {
-            spdlog::warn("file watch unavailable ({}): changes need SIGHUP, the node verdict is checked only then",
-                         e.what());
-            config_watcher_.reset();
-            node_watcher_.reset();
-        }
-        last_files_ = fingerprint(watched_files(*srv_.current()->cfg));
-        apply_watches();
-        check_node_now();
-    }
-
-    void stop() {
-        if (config_watcher_) config_watcher_->stop();
-        if (node_watcher_) node_watcher_->stop();
-    }
-
-    // Loads the config and credentials again and swaps them in atomically; a
-    // broken file keeps what is in force. `why` is logged.
-    void reload(std::string_view why) {
-        notify_reloading();
-        auto previous = srv_.current();
-        last_files_ = fingerprint(watched_files(*previous->cfg));  // before reading: a later change is seen
-        try {
-            config next = load_config(config_path_);
-            if (next.listen.text != previous->cfg->listen.text ||
-                (next.admin_listen ? next.admin_listen->text : "") !=
-                    (previous->cfg->admin_listen ? previous->cfg->admin_listen->text : ""))
-                spdlog::warn("listen/adminListen changed: the listeners stay where they are until a restart");
-            srv_.swap_runtime(make_runtime(std::move(next), previous.get(), stats_));
-            stats_.count_reload(true);
-            spdlog::info("reloaded {}{}", config_path_, why);
-        } catch (const std::exception& e) {
-            stats_.count_reload(false);
-            spdlog::error("reload failed, the previous configuration stays in force{}: {}", why, e.what());
-            // logrotate's SIGHUP must still move the log to the new file.
-            std::string error;
-            if (!previous->log->reopen(&error))
-                spdlog::warn("decision log {}: reopen failed: {}", previous->log->path(), error);
-        }
-        sd_notify(0, "READY=1");
-        const auto current = srv_.current();
-        const auto& now = *current->cfg;
-        if (now.source != previous->cfg->source || watched_files(now) != watched_files(*previous->cfg))
-            last_files_ = fingerprint(watched_files(now));
-        apply_watches();
-        check_node_now();
-    }
-
-    // Lines for /readyz: the node verdict.
-    std::vector<std::string> status_lines() const {
-        std::lock_guard lock(mutex_);
-        return status_;
-    }
-
-private:
-    static constexpr std::chrono::milliseconds debounce{1000};
-
-    void on_file_change() {
-        const auto files = watched_files(*srv_.current()->cfg);  // a copy: the runtime may change below
-        if (fingerprint(files) == last_files_) return;
-        reload(" after a file change");
-    }
-
-    void apply_watches() {
-        const auto rt = srv_.current();
-        const auto& c = *rt->cfg;
-        if (config_watcher_) {
-            std::vector<file_watcher::target> targets;
-            if (c.reload.watch_files)
-                for (const auto& f : watched_files(c)) targets.push_back({f, false});
-            config_watcher_->set_targets(std::move(targets));
-        }
-        if (node_watcher_) {
-            std::vector<file_watcher::target> targets;
-            if (c.node.check) targets = {{c.node.containerd_config, false}, {c.node.certs_dir, true}};
-            node_watcher_->set_targets(std::move(targets));
-        }
-    }
-
-    // Runs the node check with the settings in force; logs a line when the
-    // verdict or its findings changed.
-    void check_node_now() {
-        const auto rt = srv_.current();
-        const auto& c = *rt->cfg;
-        std::vector<std::string> lines;
-        std::string summary;
-        if (!c.node.check) {
-            stats_.node_gated = -1;
-            summary = "not checked (node.check: false)";
-            lines = {"node: " + summary};
-        } else {
-            const node_verdict v = check_node_files(c.node.containerd_config, c.node.certs_dir, mirror_url_);
-            stats_.node_gated = v.gated ? 1 : 0;
-            summary = summarize(v);
-            lines.push_back(v.gated ? "node: gated (containerd sends every pull to pullgate)" : "node: NOT gated");
-            for (const auto& f : v.findings)
-                lines.push_back("  " + std::string(f.severity == finding_severity::error ? "error" : "warning") + ": " +
-                                f.file + ": " + f.problem + " (fix: " + f.fix + ")");
-            if (summary != last_summary_) {
-                if (v.gated)
-                    spdlog::info("node: {} ({}, {})", summary, c.node.containerd_config, c.node.certs_dir);
-                else
-                    spdlog::warn("node: {}", summary);
-            }
-        }
-        last_summary_ = summary;
-        std::lock_guard lock(mutex_);
-        status_ = std::move(lines);
-    }
-
-    asio::io_context& ioc_;
-    server& srv_;
-    metrics& stats_;
-    std::string config_path_;
-    std::string mirror_url_;  // http://<listen> the listener really has (listen changes need a restart)
-    std::unique_ptr<file_watcher> config_watcher_;
-    std::unique_ptr<file_watcher> node_watcher_;
-    std::size_t last_files_ = 0;
-    std::string last_summary_;
-    mutable std::mutex mutex_;
-    std::vector<std::string> status_;
-};
 
 // SIGHUP: reload; SIGTERM/SIGINT: graceful stop. Runs until stopped.
 asio::awaitable<void> handle_signals(asio::io_context& ioc, server& srv, admin_server* admin, live_state& live,
