@@ -47,6 +47,28 @@ bool is_valid_component(std::string_view c) {
     return true;
 }
 
+// Takes `ns` (decoded) out of the query and keeps the other parameters
+// (e.g. tags/list ?n=&last=) to forward exactly as received. False when ns
+// is given twice.
+bool split_query(const boost::urls::url_view& url, oci_request& req) {
+    for (auto param : url.params()) {
+        if (param.key == "ns") {
+            if (req.ns) return false;
+            req.ns = std::string(param.value);
+        }
+    }
+    for (auto param : url.encoded_params()) {
+        if (*param.key == "ns") continue;  // compared decoded: "n%73" is ns too
+        if (!req.upstream_query.empty()) req.upstream_query += '&';
+        req.upstream_query += std::string_view(param.key);
+        if (param.has_value) {
+            req.upstream_query += '=';
+            req.upstream_query += std::string_view(param.value);
+        }
+    }
+    return true;
+}
+
 }  // namespace
 
 std::string_view to_string(request_kind k) {
@@ -117,22 +139,7 @@ boost::system::result<oci_request, failure> parse_request_target(std::string_vie
         return bad_request("NAME_INVALID", "percent-encoded characters are not allowed in the path");
 
     oci_request req;
-    for (auto param : url.params()) {
-        if (param.key == "ns") {
-            if (req.ns) return bad_request("NAME_INVALID", "ns given more than once");
-            req.ns = std::string(param.value);
-        }
-    }
-    // Forward the other parameters (e.g. tags/list ?n=&last=) exactly as received.
-    for (auto param : url.encoded_params()) {
-        if (*param.key == "ns") continue;  // compared decoded: "n%73" is ns too
-        if (!req.upstream_query.empty()) req.upstream_query += '&';
-        req.upstream_query += std::string_view(param.key);
-        if (param.has_value) {
-            req.upstream_query += '=';
-            req.upstream_query += std::string_view(param.value);
-        }
-    }
+    if (!split_query(url, req)) return bad_request("NAME_INVALID", "ns given more than once");
 
     if (path == "/v2/" || path == "/v2") {
         req.kind = request_kind::ping;
