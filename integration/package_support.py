@@ -96,9 +96,9 @@ def cached_root_tarball(packages: list[str], variant: str = "minbase") -> str:
     sources = os.path.join(CACHE_DIR, f"sources-{key}.list")
     with open(sources, "w") as f:
         f.write(host_debian_sources())
-    tmp = tarball + ".part"
+    tmp = tarball[:-len(".tar")] + ".part.tar"
     t0 = time.monotonic()
-    h.run(["mmdebstrap", "--quiet", f"--variant={variant}", "--include=" + ",".join(pkgs),
+    h.run(["mmdebstrap", "--quiet", "--format=tar", f"--variant={variant}", "--include=" + ",".join(pkgs),
            SUITE, tmp, sources], timeout=1800)
     os.replace(tmp, tarball)
     os.unlink(sources)

@@ -27,8 +27,8 @@ mkdir -p "$work" dist
 rm -rf "$src" "$work"/pullgate_* "$work"/pullgate-dbgsym_*
 mkdir -p "$src"
 # The tracked and untracked-but-not-ignored files, as the tree is now.
-git ls-files -z --cached --others --exclude-standard |
-    (cd "$top" && xargs -0 tar -cf - --no-recursion) | tar -xf - -C "$src"
+git ls-files -z --cached --others --exclude-standard -- . ':!dist' |
+    (cd "$top" && xargs -0 tar -cf - --no-recursion --ignore-failed-read) | tar -xf - -C "$src"
 
 (cd "$src" && DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" dpkg-buildpackage -us -uc -b)
 
