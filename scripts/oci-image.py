@@ -133,7 +133,8 @@ def build_layer(binary: str, config: str, ca_bundle: str, mtime: int) -> Layer:
     layer.symlink("bin", "usr/bin")
     layer.file("usr/bin/pullgate", read(binary), 0o755)
     for lib in shared_libraries(binary):
-        layer.file(in_image(lib), read(os.path.realpath(lib)), 0o644)
+        # The kernel opens the program loader (PT_INTERP) for execution.
+        layer.file(in_image(lib), read(os.path.realpath(lib)), 0o755 if "/ld-linux" in lib else 0o644)
     layer.file("etc/ssl/certs/ca-certificates.crt", read(ca_bundle))
     layer.symlink("usr/lib/ssl/certs", "/etc/ssl/certs")
     layer.symlink("usr/lib/ssl/cert.pem", "/etc/ssl/certs/ca-certificates.crt")
