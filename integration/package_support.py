@@ -113,6 +113,23 @@ def unpack_root(tarball: str, prefix: str) -> str:
     return root
 
 
+def root_copy(base: str, prefix: str) -> str:
+    """A root of its own that starts as ``base``: an overlay mount on top of
+    it (nothing written reaches ``base``), or a full copy where overlayfs is
+    not available. Removed at exit."""
+    d = h.make_tempdir(prefix, parent="/var/tmp")
+    root = os.path.join(d, "root")
+    os.mkdir(root)
+    if h.overlay_supported(d):
+        upper, work = os.path.join(d, "upper"), os.path.join(d, "work")
+        os.mkdir(upper)
+        os.mkdir(work)
+        h.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={base},upperdir={upper},workdir={work}", root])
+    else:
+        h.run(["cp", "-a", base + "/.", root], timeout=600)
+    return root
+
+
 # --------------------------------------------------------------------------
 # chroot: package scripts run, services do not start
 # --------------------------------------------------------------------------
@@ -187,18 +204,17 @@ class Booted:
     def _find_pid1(self) -> Optional[int]:
         if self.proc.poll() is not None:
             raise RuntimeError(f"systemd-nspawn exited {self.proc.returncode}:\n{self.tail()}")
+        # The container's init is a child of systemd-nspawn, PID 1 in its own PID namespace.
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
-                if os.readlink(f"/proc/{entry}/root") != self.root:
-                    continue
                 with open(f"/proc/{entry}/status") as f:
-                    for line in f:
-                        if line.startswith("NSpid:") and line.split()[-1] == "1":
-                            return int(entry)
+                    status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
             except OSError:
                 continue
+            if int(status.get("PPid", "0")) == self.proc.pid and status.get("NSpid", "").split()[-1:] == ["1"]:
+                return int(entry)
         return None
 
     def tail(self, n: int = 4000) -> str:

@@ -153,7 +153,7 @@ class B_Chroot(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.root = ps.unpack_root(A["root_tarball"], "pgit-chroot-")
+        cls.root = ps.root_copy(A["base_root"], "pgit-chroot-")
         cls.ch = ps.Chroot(cls.root)
         cls.before = ps.tree_listing(cls.root)
         ps.copy_into(cls.root, A["deb"], "/tmp/pullgate.deb")
@@ -231,7 +231,7 @@ class C_Systemd(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.root = ps.unpack_root(A["root_tarball"], "pgit-nspawn-root-")
+        cls.root = ps.root_copy(A["base_root"], "pgit-nspawn-")
         ps.copy_into(cls.root, A["deb"], "/root/pullgate.deb")
         cls.sd = ps.Booted(cls.root)
         t0 = time.monotonic()
@@ -616,8 +616,9 @@ def main() -> int:
     t0 = time.monotonic()
     # The root has the package's dependencies already, so installing it needs no network.
     tarball = ps.cached_root_tarball(["systemd", "systemd-sysv", "dbus", *ps.deb_depends(deb)])
-    print(f"root {tarball} ({time.monotonic() - t0:.0f}s)")
-    A.update(deb=deb, oci=oci, version=version, debroot=debroot, root_tarball=tarball)
+    base_root = ps.unpack_root(tarball, "pgit-debian12-")
+    print(f"root {tarball}, unpacked ({time.monotonic() - t0:.0f}s)")
+    A.update(deb=deb, oci=oci, version=version, debroot=debroot, base_root=base_root)
 
     print(f"network namespace: {h.enter_private_netns('pullgate-pkg')}")
     loader = unittest.TestLoader()
