@@ -162,8 +162,8 @@ class Chroot:
         return os.path.join(self.root, p.lstrip("/"))
 
 
-def tree_listing(root: str, skip: tuple = ("proc", "sys", "dev", "tmp")) -> set[str]:
-    """Every path under root (relative), without the pseudo filesystems."""
+def tree_listing(root: str, skip: tuple = ("proc", "sys", "dev", "tmp", "run")) -> set[str]:
+    """Every path under root (relative), without the pseudo filesystems and /run."""
     found = set()
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
