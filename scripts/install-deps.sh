@@ -10,7 +10,8 @@ build="build-essential cmake pkg-config libboost1.81-dev libboost-url1.81-dev li
        nlohmann-json3-dev libspdlog-dev doctest-dev libyaml-cpp-dev libsystemd-dev
        libtomlplusplus-dev clang-format"
 test="docker-registry containerd runc skopeo apache2-utils openssl iproute2 iptables curl
-      python3 python3-grpcio podman buildah libtomlplusplus-dev"
+      python3 python3-grpcio podman buildah python3-yaml ca-certificates
+      ccache debhelper dpkg-dev fakeroot lintian mmdebstrap systemd-container"
 
 missing=""
 for p in $build $test ${PULLGATE_EXTRA_PACKAGES:-}; do
