@@ -18,6 +18,9 @@ set(PULLGATE_CORE_SOURCES
   proxy/core/token_cache.cpp
   proxy/core/containerd_hosts.cpp
   proxy/core/image_ref.cpp
+  proxy/core/credential_helper.cpp
+  proxy/core/credential_provider.cpp
+  proxy/core/credential_sources.cpp
 )
 
 # Layer 2: I/O: upstream connections, the relay, token fetches.
@@ -26,6 +29,8 @@ set(PULLGATE_IO_SOURCES
   proxy/io/upstream_client.cpp
   proxy/io/upstream_auth.cpp
   proxy/io/relay.cpp
+  proxy/io/child_process.cpp
+  proxy/io/credential_resolver.cpp
 )
 
 # Layer 3: the request path that strings layers 1 and 2 together.
