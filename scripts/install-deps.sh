@@ -7,7 +7,7 @@ set -eu
 build="build-essential cmake pkg-config libboost1.81-dev libboost-url1.81-dev libssl-dev
        nlohmann-json3-dev libspdlog-dev doctest-dev libyaml-cpp-dev libsystemd-dev"
 test="docker-registry containerd runc skopeo apache2-utils openssl iproute2 iptables curl
-      python3 python3-grpcio"
+      python3 python3-grpcio golang-docker-credential-helpers pass gnupg"
 
 missing=""
 for p in $build $test ${PULLGATE_EXTRA_PACKAGES:-}; do
