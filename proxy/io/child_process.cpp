@@ -117,6 +117,8 @@ asio::awaitable<child_result> run_on_strand(strand_type strand, child_request re
     error_code ec;
     const int code = co_await proc->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     state->exited = true;
+    // Reaped: its pid may be reused, so the handle's destructor must not signal it.
+    if (!ec) proc->detach();
     deadline.cancel();
     res.timed_out = state->timed_out;
     res.stdout_overflow = state->overflow;
