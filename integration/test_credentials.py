@@ -181,9 +181,10 @@ def runs(pg: h.Pullgate, source: str, result: str = "") -> int:
     return total
 
 
-def manifest(pg: h.Pullgate, reg: h.Registry, repo: str, ref: str = "v1", method: str = "GET") -> h.HttpResponse:
+def manifest(pg: h.Pullgate, reg: h.Registry, repo: str, ref: str = "v1", method: str = "GET",
+             timeout: float = 30) -> h.HttpResponse:
     return pg.get(f"/v2/{repo}/manifests/{ref}", method=method, ns=reg.host,
-                  headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT})
+                  headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT}, timeout=timeout)
 
 
 def last_line(pg: h.Pullgate, reg: h.Registry, repo: str) -> dict:
@@ -390,7 +391,7 @@ class B_Providers(CredentialTest):
 
         def hang():
             t0 = time.monotonic()
-            result["r"] = manifest(pg, E["reg_prov"], "hang/a")
+            result["r"] = manifest(pg, E["reg_prov"], "hang/a", timeout=120)
             result["took"] = time.monotonic() - t0
         import threading
         t = threading.Thread(target=hang)
@@ -500,10 +501,11 @@ class Z_FiguresAndSecrets(CredentialTest):
                 samples.append(time.monotonic() - t0)
             samples.sort()
             return samples[len(samples) // 2] * 1000
+        path = f"{bin_dir}:/usr/bin:/bin"
         cached = make_pullgate("cached", docker_config={"credHelpers": {reg.host: "fast"}},
-                               extra={"credentialHelpers": {"path": bin_dir}})
+                               extra={"credentialHelpers": {"path": path}})
         uncached = make_pullgate("uncached", docker_config={"credHelpers": {reg.host: "fast"}},
-                                 extra={"credentialHelpers": {"path": bin_dir, "cacheSeconds": 0}})
+                                 extra={"credentialHelpers": {"path": path, "cacheSeconds": 0}})
         static = make_pullgate("static", docker_config={"auths": {reg.host: {
             "username": reg.credentials[0], "password": reg.credentials[1]}}})
         t_static, t_cached, t_uncached = timed(static, 50), timed(cached, 50), timed(uncached, 50)
