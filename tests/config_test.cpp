@@ -488,7 +488,7 @@ TEST_CASE("parse_config: the credential source keys are validated with file:line
         std::string yaml, expect;
     };
     const std::vector<row> rows = {
-        {"credentialHelpers: {path: relative/bin}\n", ":1:26: credentialHelpers.path: every directory"},
+        {"credentialHelpers: {path: relative/bin}\n", ":1:27: credentialHelpers.path: every directory"},
         {"credentialHelpers: {path: \"/usr/bin::/bin\"}\n", "credentialHelpers.path: every directory"},
         {"credentialHelpers: {timeoutSeconds: 0}\n", "credentialHelpers.timeoutSeconds: must be between 1 and 600"},
         {"credentialHelpers: {cacheSeconds: -1}\n", "credentialHelpers.cacheSeconds: expected a whole number"},
