@@ -20,6 +20,8 @@
 #include <boost/process/v2/environment.hpp>
 #include <boost/process/v2/process.hpp>
 #include <boost/process/v2/stdio.hpp>
+// 1.81's header-only mode leaves process_environment::on_setup undefined.
+#include <boost/process/v2/impl/environment.ipp>
 
 #include <signal.h>
 #include <unistd.h>
