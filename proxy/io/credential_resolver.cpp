@@ -109,8 +109,12 @@ asio::awaitable<credential_resolver::outcome> credential_resolver::resolve(const
             if (auto hit = cached(key, src.name, registry, repository)) co_return *hit;
             const std::string helper = src.helper;
             const std::string name = src.name;
-            co_return co_await shared_run(
-                key, [this, helper, name, registry]() { return run_helper(helper, name, registry); });
+            // A named function object: GCC 12 destroys temporaries inside a
+            // co_await expression twice.
+            const std::function<asio::awaitable<outcome>()> run = [this, helper, name, registry]() {
+                return run_helper(helper, name, registry);
+            };
+            co_return co_await shared_run(key, run);
         }
         case credential_source::kind::provider: {
             const std::string base = src.name + "|";
@@ -121,9 +125,11 @@ asio::awaitable<credential_resolver::outcome> credential_resolver::resolve(const
                     co_return *hit;
             const credential_provider* p = src.provider;
             const std::string name = src.name;
-            co_return co_await shared_run(
-                base + "run|" + registry.key() + "/" + repository,
-                [this, p, name, registry, repository]() { return run_provider(*p, name, registry, repository); });
+            const std::string flight = base + "run|" + registry.key() + "/" + repository;
+            const std::function<asio::awaitable<outcome>()> run = [this, p, name, registry, repository]() {
+                return run_provider(*p, name, registry, repository);
+            };
+            co_return co_await shared_run(flight, run);
         }
     }
     co_return resolved_credential{"anonymous", nullptr, {}, true};
@@ -233,7 +239,8 @@ asio::awaitable<credential_resolver::outcome> credential_resolver::run_helper(co
     req.timeout = settings.timeout;
     req.stdout_limit = stdout_limit;
     req.stderr_limit = stderr_limit;
-    const child_result r = co_await run_child(co_await asio::this_coro::executor, std::move(req));
+    const auto exec = co_await asio::this_coro::executor;
+    const child_result r = co_await run_child(exec, std::move(req));
     const std::string key = source + "|" + server;
 
     helper_answer answer;
@@ -281,7 +288,8 @@ asio::awaitable<credential_resolver::outcome> credential_resolver::run_provider(
     req.timeout = provider_timeout;
     req.stdout_limit = stdout_limit;
     req.stderr_limit = stderr_limit;
-    const child_result r = co_await run_child(co_await asio::this_coro::executor, std::move(req));
+    const auto exec = co_await asio::this_coro::executor;
+    const child_result r = co_await run_child(exec, std::move(req));
     const std::string prefix = "credential provider plugin " + p.name + " failed for " + image + ": ";
     auto failed = [&](std::string why) {
         stats_.count_credential_run(source, "failed");
