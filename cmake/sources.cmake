@@ -4,6 +4,7 @@
 
 # Layer 1: pure decision logic, no Asio; unit-tested without sockets.
 set(PULLGATE_CORE_SOURCES
+  proxy/core/outcome.cpp
   proxy/core/error.cpp
   proxy/core/oci_path.cpp
   proxy/core/registry_name.cpp
@@ -18,6 +19,8 @@ set(PULLGATE_CORE_SOURCES
   proxy/core/token_cache.cpp
   proxy/core/containerd_hosts.cpp
   proxy/core/image_ref.cpp
+  proxy/core/origin.cpp
+  proxy/core/request_plan.cpp
   proxy/core/credential_helper.cpp
   proxy/core/credential_provider.cpp
   proxy/core/credential_sources.cpp
@@ -25,7 +28,13 @@ set(PULLGATE_CORE_SOURCES
 
 # Layer 2: I/O: upstream connections, the relay, token fetches.
 set(PULLGATE_IO_SOURCES
+  proxy/io/notifier.cpp
   proxy/io/tls_stream.cpp
+  proxy/io/address_filter.cpp
+  proxy/io/session_cache.cpp
+  proxy/io/tls_context.cpp
+  proxy/io/upstream_connection.cpp
+  proxy/io/upstream_pool.cpp
   proxy/io/upstream_client.cpp
   proxy/io/upstream_auth.cpp
   proxy/io/relay.cpp
@@ -35,6 +44,8 @@ set(PULLGATE_IO_SOURCES
 
 # Layer 3: the request path that strings layers 1 and 2 together.
 set(PULLGATE_REQUEST_SOURCES
+  proxy/request/local_response.cpp
+  proxy/request/upstream_round_trip.cpp
   proxy/request/pull_handler.cpp
   proxy/request/runtime.cpp
 )

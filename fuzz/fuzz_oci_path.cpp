@@ -56,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(ref.find_first_of("/%?#") == std::string::npos, ref);
     FUZZ_CHECK(to_string(req.kind) != "unknown");
 
-    // DESIGN §1: "ns is stripped before forwarding" -- also when its name is
+    // docs/ARCHITECTURE.md, "A request": "ns is stripped before forwarding" -- also when its name is
     // percent-encoded, since the upstream decodes it to "ns" all the same.
     if (!req.upstream_query.empty()) {
         const std::string forwarded = "/?" + req.upstream_query;  // the url_view points into it

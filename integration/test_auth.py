@@ -15,7 +15,7 @@ Everything runs in one private network namespace (only ``lo``):
   pullgate           several instances, each with a docker config.json
   containerd         one daemon; ctr pulls use --hosts-dir per pullgate
                      instance, CRI pulls use config_path (the htpasswd one);
-                     every hosts.toml is the no-bypass file of DESIGN §8
+                     every hosts.toml is the no-bypass file (README "Pointing containerd at pullgate")
 
 Run: /usr/bin/python3 integration/test_auth.py --pullgate build/pullgate [-k PATTERN] [--keep]
 Needs root and the Debian packages of test_pull.py plus python3-grpcio.
@@ -293,16 +293,6 @@ def setUpModule():
 # helpers
 # --------------------------------------------------------------------------
 
-def diagnostics(pg: h.Pullgate) -> str:
-    lines = "\n".join(json.dumps(d) for d in pg.decisions()[-15:])
-    return (f"\n--- pullgate[{pg.label}] stderr (tail) ---\n{pg.stderr_text(3000)}"
-            f"\n--- pullgate[{pg.label}] decision log (tail) ---\n{lines}")
-
-
-def ctr_output(cp) -> str:
-    return f"\n--- ctr stdout ---\n{cp.stdout[-1500:]}\n--- ctr stderr ---\n{cp.stderr[-2500:]}"
-
-
 def lines_for(pg: h.Pullgate, since: int, registry: str, repository: str) -> list[dict]:
     return [d for d in pg.decisions()[since:]
             if d.get("registry") == registry and d.get("repository") == repository]
@@ -322,7 +312,7 @@ class AuthTest(unittest.TestCase):
             if not pg.alive() and not pg.stopped_on_purpose and not pg.exit_reported:
                 pg.exit_reported = True   # blame only the test during which it died
                 self.fail(f"pullgate[{pg.label}] exited (code {pg.proc.returncode})"
-                          f"{diagnostics(pg)}")
+                          f"{pg.diagnostics()}")
 
     def wait_decisions(self, pg: h.Pullgate, pred, what: str = "decision-log lines") -> list[dict]:
         """pg.wait_decisions, but a pullgate that died fails at once, with its stderr."""
@@ -330,7 +320,7 @@ class AuthTest(unittest.TestCase):
             if not pg.alive():
                 pg.exit_reported = True
                 self.fail(f"pullgate[{pg.label}] died (exit {pg.proc.returncode}) before "
-                          f"logging {what}{diagnostics(pg)}")
+                          f"logging {what}{pg.diagnostics()}")
             return pred(lines)
         return pg.wait_decisions(check, what=what)
 
@@ -339,7 +329,7 @@ class AuthTest(unittest.TestCase):
         time.sleep(grace)
         if not pg.alive():
             pg.exit_reported = True
-            self.fail(f"pullgate[{pg.label}] died (exit {pg.proc.returncode}){diagnostics(pg)}")
+            self.fail(f"pullgate[{pg.label}] died (exit {pg.proc.returncode}){pg.diagnostics()}")
 
     def stop(self, pg: h.Pullgate) -> None:
         """Stop an instance this test no longer needs (its logs stay for Z)."""
@@ -357,7 +347,7 @@ class AuthTest(unittest.TestCase):
 
     def assert_pulled(self, pg: h.Pullgate, ref: str, img: h.ImageInfo) -> None:
         cp, _ = self.pull(pg, ref)
-        self.assertEqual(cp.returncode, 0, ctr_output(cp) + diagnostics(pg))
+        self.assertEqual(cp.returncode, 0, h.command_output(cp) + pg.diagnostics())
         self.assertEqual(E["ctrd"].image_digest(ref), img.manifest_digest)
         self.assertLessEqual(set(img.blob_digests), E["ctrd"].content_digests())
 
@@ -434,7 +424,7 @@ class A_Htpasswd(AuthTest):
         since, reg_before = len(pg.decisions()), len(reg.requests())
         cp, _ = self.pull(pg, ref)
         self.assertNotEqual(cp.returncode, 0, "pull with a wrong stored password succeeded")
-        self.assertIn("403", cp.stderr, ctr_output(cp))
+        self.assertIn("403", cp.stderr, h.command_output(cp))
         self.assertIsNone(E["ctrd"].image_digest(ref))
         self.wait_decisions(pg, lambda _: lines_for(pg, since, reg.host, "pg/auth"),
                           what="the decision line of the failed pull")
@@ -456,7 +446,7 @@ class A_Htpasswd(AuthTest):
             reg.host: {"auth": h.basic_auth_value(s["ht_user"], s["ht_pass"])}})
         pg.reload()
         r = self.get(pg, "/v2/pg/auth/manifests/v1", ns=reg.host)
-        self.assertEqual(r.status, 200, diagnostics(pg))
+        self.assertEqual(r.status, 200, pg.diagnostics())
         self.assertEqual(r.header("Docker-Content-Digest"), E["img_ht"].manifest_digest)
         # A broken file on reload: the old credentials stay, the reason is logged.
         with open(pg.creds_path, "w") as f:
@@ -464,7 +454,7 @@ class A_Htpasswd(AuthTest):
         pg.reload()
         self.assertIn("reload failed", pg.stderr_all())
         r = self.get(pg, "/v2/pg/auth/manifests/v1", ns=reg.host)
-        self.assertEqual(r.status, 200, diagnostics(pg))
+        self.assertEqual(r.status, 200, pg.diagnostics())
         ref = f"{reg.host}/pg/auth:v1"
         E["ctrd"].remove_image(ref)
         self.assert_pulled(pg, ref, E["img_ht"])
@@ -479,7 +469,7 @@ class A_Htpasswd(AuthTest):
         pg = make_pullgate("credsdir", None, {reg.host: {"caFile": E["ca"].ca_cert}},
                            env={"CREDENTIALS_DIRECTORY": credsdir}, creds_path=wrong)
         r = self.get(pg, "/v2/pg/auth/manifests/v1", ns=reg.host)
-        self.assertEqual(r.status, 200, diagnostics(pg))
+        self.assertEqual(r.status, 200, pg.diagnostics())
         d = self.wait_decisions(pg, lambda ls: ls, what="a decision line")[-1]
         self.assertEqual((d.get("reason"), d.get("credential")), ("has_credentials", reg.host), d)
         self.stop(pg)
@@ -567,7 +557,7 @@ class B_Token(AuthTest):
         took = time.monotonic() - t0
         statuses = [r.status if r else None for r in results]
         print(f"\n  {n} concurrent manifest GETs: {took:.2f}s, statuses {statuses}", end=" ")
-        self.assertEqual(statuses, [200] * n, diagnostics(pg))
+        self.assertEqual(statuses, [200] * n, pg.diagnostics())
         for r in results:
             self.assertEqual(r.header("Docker-Content-Digest"), img.manifest_digest)
         reqs = ts.requests_since(t_before)
@@ -715,7 +705,7 @@ class D_Cri(AuthTest):
         image = f"{reg.host}/pg/cri:v1"
         since, reg_before = len(pg.decisions()), len(reg.requests())
         ref, err = self.cri_pull(image)
-        self.assertIsNone(err, f"{err}{diagnostics(pg)}")
+        self.assertIsNone(err, f"{err}{pg.diagnostics()}")
         self.assertEqual(ref, img.config.digest)  # CRI's image id: the config digest
         self.assert_credential_lines(self.wait_blob_lines(pg, since, reg.host, "pg/cri", img),
                                      reg.host)

@@ -15,7 +15,7 @@ Everything runs in one private network namespace (only ``lo``):
   closed port     allowlisted, nothing listens
   pullgate        upstreamStallTimeoutSeconds 2, upstreamConnectTimeoutSeconds 2,
                   caFile = test CA for every registry and the token realm
-  containerd      no-bypass certs.d/_default/hosts.toml (DESIGN §8), trusts the
+  containerd      no-bypass certs.d/_default/hosts.toml (README "Pointing containerd at pullgate"), trusts the
                   test CA itself (so a pull around pullgate would succeed)
 
 Each fault is checked twice: with a raw HTTP client against pullgate (the
@@ -150,17 +150,6 @@ def blob_bytes(info: h.ImageInfo, digest: str) -> bytes:
         return f.read()
 
 
-def diagnostics(pg=None) -> str:
-    pg = pg or E["pg"]
-    lines = "\n".join(json.dumps(d) for d in pg.decisions()[-12:])
-    return (f"\n--- pullgate stderr (tail) ---\n{pg.stderr_text(2500)}"
-            f"\n--- decision log (tail) ---\n{lines}")
-
-
-def ctr_output(cp) -> str:
-    return f"\n--- ctr stdout ---\n{cp.stdout[-1200:]}\n--- ctr stderr ---\n{cp.stderr[-2000:]}"
-
-
 def last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else ""
@@ -173,7 +162,7 @@ class FaultTest(unittest.TestCase):
         for pg in E["pullgates"]:
             if not pg.alive() and not getattr(pg, "exit_reported", False):
                 pg.exit_reported = True
-                self.fail(f"pullgate exited (code {pg.proc.returncode}){diagnostics(pg)}")
+                self.fail(f"pullgate exited (code {pg.proc.returncode}){pg.diagnostics()}")
 
     # -- raw client ----------------------------------------------------------
 
@@ -196,9 +185,17 @@ class FaultTest(unittest.TestCase):
 
     def assert_http_client_fails(self, target: str) -> None:
         """http.client reading the same resource ends in an exception."""
-        status, body, exc = fs.http_client_get(E["pg"].port, target)
+        client = h.HttpConnection(E["pg"].port, timeout=15)
+        status, nbytes, exc = None, 0, None
+        try:
+            r = client.request("GET", target)
+            status, nbytes = r.status, r.nbytes
+        except Exception as e:  # the point: which exception the client sees
+            exc = e
+        finally:
+            client.close()
         self.assertIsNotNone(exc, f"http.client read a complete response: status {status}, "
-                                  f"{len(body)} bytes")
+                                  f"{nbytes} bytes")
         self.assertIsInstance(exc, (http.client.IncompleteRead, ConnectionError,
                                     http.client.RemoteDisconnected), repr(exc))
 
@@ -257,7 +254,7 @@ class FaultTest(unittest.TestCase):
         print(f"\n  ctr pull with {what}: rc={cp.returncode} after {took:.1f}s: "
               f"{last_line(cp.stderr)}", end=" ")
         self.assertNotEqual(cp.returncode, 0, f"ctr pull succeeded despite {what}" +
-                            ctr_output(cp) + diagnostics())
+                            h.command_output(cp) + E["pg"].diagnostics())
         self.assertIsNone(E["ctrd"].image_digest(ref))
         seen = self.assert_store_intact()
         for d in bad_digests:
@@ -276,8 +273,8 @@ class FaultTest(unittest.TestCase):
         since = len(pg.decisions())
         cp, took = self.ctr_pull(ref, hosts_dir)
         TIMINGS.append(("good pull", took))
-        self.assertEqual(cp.returncode, 0, "good pull failed after a fault" + ctr_output(cp) +
-                         diagnostics(pg))
+        self.assertEqual(cp.returncode, 0, "good pull failed after a fault" + h.command_output(cp) +
+                         pg.diagnostics())
         self.assertEqual(ctrd.image_digest(ref), img.manifest_digest)
         self.assertLess(took, 15, "good pull was slow")
 
@@ -307,7 +304,7 @@ class A_UpstreamClosesMidBlob(FaultTest):
         layer = img.layers[0].digest
         faulty.set_fault(layer, fs.Fault("close", after=FAULT_AT, style=style, chunked=chunked))
         since, up_since = len(pg.decisions()), len(faulty.requests)
-        target = fs.target_for(repo, "blobs", layer, faulty.host)
+        target = h.v2_path(repo, "blobs", layer, faulty.host)
         res = fs.raw_request(pg.port, "GET", target, timeout=15)
         print(f"\n  close ({style}{', chunked' if chunked else ''}) at {FAULT_AT}: client got "
               f"{len(res.body)}/{img.layers[0].size} bytes, end={res.end}", end=" ")
@@ -339,8 +336,8 @@ class A_UpstreamClosesMidBlob(FaultTest):
         layer = img.layers[0].digest
         faulty.set_fault(layer, fs.Fault("close_headers"))
         since = len(pg.decisions())
-        res = fs.raw_request(pg.port, "GET", fs.target_for("pg/close-headers", "blobs", layer,
-                                                           faulty.host))
+        res = fs.raw_request(pg.port, "GET", h.v2_path("pg/close-headers", "blobs", layer,
+                                                       faulty.host))
         err = self.assert_error_response(res, 502, "UNAVAILABLE")
         d = pg.wait_decisions(lambda ls: any(x.get("repository") == "pg/close-headers"
                                              for x in ls[since:]))[since:][-1]
@@ -376,7 +373,7 @@ class B_WrongBytes(FaultTest):
         layer = img.layers[0]
         faulty.set_fault(layer.digest, fs.Fault("corrupt", corrupt_offsets=offsets, chunked=chunked))
         since, err_before = len(pg.decisions()), pg.stderr_all().count("digest mismatch")
-        target = fs.target_for(repo, "blobs", layer.digest, faulty.host)
+        target = h.v2_path(repo, "blobs", layer.digest, faulty.host)
         res = fs.raw_request(pg.port, "GET", target, timeout=15)
         print(f"\n  wrong bytes ({name}, {layer.size} bytes): client got {len(res.body)} bytes, "
               f"end={res.end}", end=" ")
@@ -407,14 +404,14 @@ class B_WrongBytes(FaultTest):
         faulty.add_image("pg/corrupt-manifest", img)
         faulty.set_fault(img.manifest_digest, fs.Fault("corrupt"))
         since = len(pg.decisions())
-        target = fs.target_for("pg/corrupt-manifest", "manifests", img.manifest_digest, faulty.host)
+        target = h.v2_path("pg/corrupt-manifest", "manifests", img.manifest_digest, faulty.host)
         res = fs.raw_request(pg.port, "GET", target,
                              headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT})
         self.assert_cut(res, img.manifest.size)
         self.wait_reason(since, "pg/corrupt-manifest", "digest_mismatch", img.manifest_digest)
         # the same manifest by tag is not addressed by digest: relayed as is
-        res = fs.raw_request(pg.port, "GET", fs.target_for("pg/corrupt-manifest", "manifests", "v1",
-                                                           faulty.host),
+        res = fs.raw_request(pg.port, "GET", h.v2_path("pg/corrupt-manifest", "manifests", "v1",
+                                                       faulty.host),
                              headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT})
         self.assertTrue(res.complete, res.describe())
 
@@ -434,7 +431,7 @@ class B_WrongBytes(FaultTest):
         layer = img.layers[0]
         faulty.set_fault(layer.digest, fs.Fault(mode, after=layer.size + delta if delta < 0 else delta))
         since = len(pg.decisions())
-        target = fs.target_for(repo, "blobs", layer.digest, faulty.host)
+        target = h.v2_path(repo, "blobs", layer.digest, faulty.host)
         res = fs.raw_request(pg.port, "GET", target, timeout=15)
         print(f"\n  upstream sends {layer.size + delta} bytes for a {layer.size}-byte blob: client got "
               f"{len(res.body)} of {res.content_length} announced, end={res.end}", end=" ")
@@ -486,13 +483,13 @@ class C_TokenService(FaultTest):
         host = host or E["reg_tok"].host
         since = len(pg.decisions())
         t0 = time.monotonic()
-        res = fs.raw_request(pg.port, "HEAD", fs.target_for(repo, "manifests", "v1", host),
+        res = fs.raw_request(pg.port, "HEAD", h.v2_path(repo, "manifests", "v1", host),
                              headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT}, timeout=30)
         took = time.monotonic() - t0
         print(f"\n  {what}: HEAD answered {res.status} after {took:.1f}s", end=" ")
-        self.assertEqual(res.status, 502, res.describe() + diagnostics())
+        self.assertEqual(res.status, 502, res.describe() + E["pg"].diagnostics())
         self.assertLess(took, max_seconds, "pullgate waited too long for the token service")
-        res = fs.raw_request(pg.port, "GET", fs.target_for(repo, "manifests", "v1", host),
+        res = fs.raw_request(pg.port, "GET", h.v2_path(repo, "manifests", "v1", host),
                              headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT}, timeout=30)
         err = self.assert_error_response(res, 502, "UNAVAILABLE")
         print(f"message {err.get('message')!r}", end=" ")
@@ -506,10 +503,10 @@ class C_TokenService(FaultTest):
         ts = E["ts"]
         # control: the token flow works at all (so the failures below are the fault)
         pg = E["pg"]
-        res = fs.raw_request(pg.port, "GET", fs.target_for("pg/tok-ok", "manifests", "v1",
-                                                           E["reg_tok"].host),
+        res = fs.raw_request(pg.port, "GET", h.v2_path("pg/tok-ok", "manifests", "v1",
+                                                       E["reg_tok"].host),
                              headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT})
-        self.assertEqual(res.status, 200, res.describe() + diagnostics())
+        self.assertEqual(res.status, 200, res.describe() + E["pg"].diagnostics())
         ts.delay = STALL_TIMEOUT + 4
         try:
             # bounded: connect + stall timeouts (+ scheduling slack), never the full delay
@@ -535,7 +532,7 @@ class D_InvalidCertificate(FaultTest):
     def bad_tls(self, reg: fs.FaultyRegistry, what: str) -> None:
         pg = E["pg"]
         since, hs_before = len(pg.decisions()), reg.handshake_failures
-        res = fs.raw_request(pg.port, "GET", fs.target_for("pg/tls", "manifests", "v1", reg.host),
+        res = fs.raw_request(pg.port, "GET", h.v2_path("pg/tls", "manifests", "v1", reg.host),
                              headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT})
         err = self.assert_error_response(res, 502, "UNAVAILABLE")
         print(f"\n  {what}: 502 {err.get('message')!r}", end=" ")
@@ -574,7 +571,7 @@ class E_Unreachable(FaultTest):
         self.assertFalse(h.port_open(int(host.split(":")[1])))
         since = len(pg.decisions())
         t0 = time.monotonic()
-        res = fs.raw_request(pg.port, "GET", fs.target_for("pg/none", "manifests", "v1", host),
+        res = fs.raw_request(pg.port, "GET", h.v2_path("pg/none", "manifests", "v1", host),
                              headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT})
         took = time.monotonic() - t0
         err = self.assert_error_response(res, 502, "UNAVAILABLE", [host])
@@ -599,7 +596,7 @@ class F_StallMidBlob(FaultTest):
         layer = img.layers[0]
         faulty.set_fault(layer.digest, fs.Fault("stall", after=FAULT_AT, stall_seconds=30))
         since = len(pg.decisions())
-        target = fs.target_for("pg/stall-raw", "blobs", layer.digest, faulty.host)
+        target = h.v2_path("pg/stall-raw", "blobs", layer.digest, faulty.host)
         res = fs.raw_request(pg.port, "GET", target, timeout=20)
         self.assertIsNotNone(res.t_last_byte, res.describe())
         quiet = res.t_end - res.t_last_byte
@@ -627,14 +624,14 @@ class F_StallMidBlob(FaultTest):
         layer = img.layers[0]
         faulty.set_fault(layer.digest, fs.Fault("trickle", piece=8 * KiB, interval=0.5,
                                                 chunked=chunked))
-        res = fs.raw_request(pg.port, "GET", fs.target_for(repo, "blobs", layer.digest,
-                                                           faulty.host), timeout=30)
+        res = fs.raw_request(pg.port, "GET", h.v2_path(repo, "blobs", layer.digest,
+                                                       faulty.host), timeout=30)
         took = res.t_end - res.t_sent
         print(f"\n  trickling upstream (8 KiB / 0.5 s, {layer.size} bytes"
               f"{', chunked' if chunked else ''}): client got "
               f"{len(res.body)} bytes in {took:.1f}s, end={res.end}", end=" ")
         self.assertTrue(res.complete, "a progressing upstream was cut: " + res.describe() +
-                        diagnostics())
+                        E["pg"].diagnostics())
         self.assertEqual(res.body, blob_bytes(img, layer.digest))
 
     def test_f2a_slow_but_progressing_upstream_is_not_cut(self):
@@ -653,8 +650,8 @@ class F_StallMidBlob(FaultTest):
         faulty.set_fault(layer, fs.Fault("stall_headers", stall_seconds=30))
         since = len(pg.decisions())
         t0 = time.monotonic()
-        res = fs.raw_request(pg.port, "GET", fs.target_for("pg/stall-headers", "blobs", layer,
-                                                           faulty.host), timeout=20)
+        res = fs.raw_request(pg.port, "GET", h.v2_path("pg/stall-headers", "blobs", layer,
+                                                       faulty.host), timeout=20)
         took = time.monotonic() - t0
         err = self.assert_error_response(res, 502, "UNAVAILABLE")
         d = pg.wait_decisions(lambda ls: any(x.get("repository") == "pg/stall-headers"
@@ -709,7 +706,7 @@ class G_BrokenReload(FaultTest):
 
     def manifest_status(self) -> int:
         reg, pg = E["reg_good"], E["pg_reload"]
-        return fs.raw_request(pg.port, "HEAD", fs.target_for("pg/good", "manifests", "v1", reg.host),
+        return fs.raw_request(pg.port, "HEAD", h.v2_path("pg/good", "manifests", "v1", reg.host),
                               headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT}).status
 
     def test_g1_broken_files_keep_the_old_config(self):
@@ -723,7 +720,7 @@ class G_BrokenReload(FaultTest):
             "invalid value (with the registry dropped from the allowlist)":
                 denying + "limits:\n  maxConnections: -5\n",
         }
-        self.assertEqual(self.manifest_status(), 200, diagnostics(pg))
+        self.assertEqual(self.manifest_status(), 200, pg.diagnostics())
         for what, text in broken.items():
             self.write_config(text)
             failed_before = pg.stderr_all().count("reload failed")
@@ -735,7 +732,7 @@ class G_BrokenReload(FaultTest):
             self.assertTrue(pg.alive(), f"pullgate exited on a broken reload ({what})")
             self.assertEqual(self.manifest_status(), 200,
                              f"after a broken reload ({what}) the old allowlist is gone" +
-                             diagnostics(pg))
+                             pg.diagnostics())
         self.good_pull(pg, pg.hosts_dir)
         d = [x for x in pg.decisions() if x.get("repository") == "pg/good"][-1]
         self.assertEqual((d.get("decision"), d.get("reason")), ("allow", "allowlisted"), d)
@@ -757,7 +754,7 @@ class G_BrokenReload(FaultTest):
         switch to built-in defaults (empty allowlist, listen 127.0.0.1:5000,
         decision log /var/log/pullgate/decisions.log)."""
         pg = E["pg_reload"]
-        self.assertEqual(self.manifest_status(), 200, diagnostics(pg))
+        self.assertEqual(self.manifest_status(), 200, pg.diagnostics())
         self.write_config("")
         failed_before = pg.stderr_all().count("reload failed")
         try:

@@ -33,6 +33,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 import fault_support as fs  # noqa: E402
+import load_client as lc  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
 NOFILE = 65536
@@ -116,25 +117,25 @@ def blob(info: h.ImageInfo, digest: str) -> bytes:
 
 def catalogue() -> dict:
     """label -> Req for the request mix (expected answers from the layouts)."""
-    reg, small, medium = E["reg"], E["small"], E["medium"]
+    reg, small = E["reg"], E["small"]
     ns = reg.host
     accept = {"Accept": h.CONTAINERD_MANIFEST_ACCEPT}
     man = blob(small, small.manifest_digest)
     digest_hdr = {"Docker-Content-Digest": small.manifest_digest,
                   "Content-Length": str(len(man))}
     reqs = {
-        "manifest HEAD tag": fs.Req("HEAD", fs.target_for("pg/load", "manifests", "v1", ns), 200,
+        "manifest HEAD tag": lc.Req("HEAD", h.v2_path("pg/load", "manifests", "v1", ns), 200,
                                     None, digest_hdr, accept),
-        "manifest GET tag": fs.Req("GET", fs.target_for("pg/load", "manifests", "v1", ns), 200,
+        "manifest GET tag": lc.Req("GET", h.v2_path("pg/load", "manifests", "v1", ns), 200,
                                    man, digest_hdr, accept),
-        "manifest GET digest": fs.Req("GET", fs.target_for("pg/load", "manifests",
-                                                           small.manifest_digest, ns),
+        "manifest GET digest": lc.Req("GET", h.v2_path("pg/load", "manifests",
+                                                       small.manifest_digest, ns),
                                       200, man, digest_hdr, accept),
-        "config GET": fs.Req("GET", fs.target_for("pg/load", "blobs", small.config.digest, ns),
+        "config GET": lc.Req("GET", h.v2_path("pg/load", "blobs", small.config.digest, ns),
                              200, blob(small, small.config.digest)),
     }
     for i, d in enumerate(small.layer_digests):
-        reqs[f"layer{i} GET"] = fs.Req("GET", fs.target_for("pg/load", "blobs", d, ns), 200,
+        reqs[f"layer{i} GET"] = lc.Req("GET", h.v2_path("pg/load", "blobs", d, ns), 200,
                                        blob(small, d))
     for label, r in reqs.items():
         r.label = label
@@ -150,17 +151,17 @@ def soak_catalogue() -> dict:
     data = blob(medium, layer)
     missing = "sha256:" + "0" * 64
     extra = {
-        "ping": fs.Req("GET", "/v2/", 200, b"{}"),
-        "1MiB layer GET": fs.Req("GET", fs.target_for("pg/medium", "blobs", layer, ns), 200, data),
-        "1MiB layer Range": fs.Req("GET", fs.target_for("pg/medium", "blobs", layer, ns), 206,
+        "ping": lc.Req("GET", "/v2/", 200, b"{}"),
+        "1MiB layer GET": lc.Req("GET", h.v2_path("pg/medium", "blobs", layer, ns), 200, data),
+        "1MiB layer Range": lc.Req("GET", h.v2_path("pg/medium", "blobs", layer, ns), 206,
                                    data[1000:], {"Content-Range": f"bytes 1000-{len(data) - 1}/{len(data)}"},
                                    {"Range": "bytes=1000-"}),
-        "unknown blob (404)": fs.Req("GET", fs.target_for("pg/load", "blobs", missing, ns), 404),
-        "unknown tag (404)": fs.Req("GET", fs.target_for("pg/load", "manifests", "nope", ns), 404,
+        "unknown blob (404)": lc.Req("GET", h.v2_path("pg/load", "blobs", missing, ns), 404),
+        "unknown tag (404)": lc.Req("GET", h.v2_path("pg/load", "manifests", "nope", ns), 404,
                                     send_headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT}),
-        "not allowlisted (403)": fs.Req("GET", fs.target_for("pg/x", "manifests", "v1",
-                                                             "127.0.0.1:1"), 403),
-        "bad name (400)": fs.Req("GET", fs.target_for("UPPER", "manifests", "v1", ns), 400),
+        "not allowlisted (403)": lc.Req("GET", h.v2_path("pg/x", "manifests", "v1",
+                                                         "127.0.0.1:1"), 403),
+        "bad name (400)": lc.Req("GET", h.v2_path("UPPER", "manifests", "v1", ns), 400),
     }
     for label, r in extra.items():
         r.label = label
@@ -174,25 +175,22 @@ SOAK_WEIGHTS = {"manifest HEAD tag": 12, "manifest GET tag": 6, "manifest GET di
                 "unknown tag (404)": 2, "not allowlisted (403)": 2, "bad name (400)": 1}
 
 
-def pg_diag(pg: h.Pullgate) -> str:
-    return f"\n--- pullgate[{pg.label}] stderr (tail) ---\n{pg.stderr_text(2000)}"
-
-
 class LoadTest(unittest.TestCase):
 
     def tearDown(self):
         for pg in E["pullgates"]:
             if not pg.alive() and not getattr(pg, "exit_reported", False):
                 pg.exit_reported = True
-                self.fail(f"pullgate[{pg.label}] exited (code {pg.proc.returncode}){pg_diag(pg)}")
+                self.fail(f"pullgate[{pg.label}] exited (code {pg.proc.returncode})"
+                          f"{pg.diagnostics(decisions=0)}")
 
     def gauge(self, pg: h.Pullgate, name: str = "pullgate_downstream_connections") -> float:
-        v = fs.metric_value(pg.admin_port, name)
+        v = h.metric_value(pg.admin_port, name)
         self.assertIsNotNone(v, f"{name} missing from /metrics")
         return v
 
     def wait_gauge(self, pg: h.Pullgate, value: float, timeout: float = 10) -> None:
-        h.wait_for(lambda: fs.metric_value(pg.admin_port, "pullgate_downstream_connections") == value,
+        h.wait_for(lambda: h.metric_value(pg.admin_port, "pullgate_downstream_connections") == value,
                    timeout, interval=0.1, what=f"pullgate[{pg.label}] open connections == {value}")
 
 
@@ -211,17 +209,17 @@ class A_ManyConnections(LoadTest):
         return [[cat[rnd.choice(labels)] for _ in range(per)] for _ in range(CONNECTIONS)]
 
     def burst(self, pg: h.Pullgate, seed: int):
-        peak = fs.Sampler(lambda: fs.metric_value(pg.admin_port, "pullgate_downstream_connections")
+        peak = lc.Sampler(lambda: h.metric_value(pg.admin_port, "pullgate_downstream_connections")
                           or 0, 0.1)
-        up = fs.Sampler(lambda: fs.metric_value(pg.admin_port, "pullgate_upstream_connections")
+        up = lc.Sampler(lambda: h.metric_value(pg.admin_port, "pullgate_upstream_connections")
                         or 0, 0.1)
         syn_before = E["reg"].connection_count()
-        cpu_pg, cpu_reg = fs.cpu_seconds(pg.pid), fs.cpu_seconds(E["reg"].pid)
+        cpu_pg, cpu_reg = lc.cpu_seconds(pg.pid), lc.cpu_seconds(E["reg"].pid)
         t0 = time.monotonic()
-        stats = asyncio.run(fs.run_load(pg.port, self.plans(seed), together=True, timeout=120))
+        stats = asyncio.run(lc.run_load(pg.port, self.plans(seed), together=True, timeout=120))
         took = time.monotonic() - t0
-        stats.cpu_pg = fs.cpu_seconds(pg.pid) - cpu_pg
-        stats.cpu_reg = fs.cpu_seconds(E["reg"].pid) - cpu_reg
+        stats.cpu_pg = lc.cpu_seconds(pg.pid) - cpu_pg
+        stats.cpu_reg = lc.cpu_seconds(E["reg"].pid) - cpu_reg
         samples, up_samples = peak.stop(), up.stop()
         stats.upstream_opened = E["reg"].connection_count() - syn_before
         stats.upstream_peak = max((v for _, v in up_samples), default=0)
@@ -235,7 +233,7 @@ class A_ManyConnections(LoadTest):
         reg = E["reg"]
         syn_before = reg.connection_count()
         t0 = time.monotonic()
-        stats = asyncio.run(fs.run_load(reg.port, self.plans(0), together=True, timeout=120,
+        stats = asyncio.run(lc.run_load(reg.port, self.plans(0), together=True, timeout=120,
                                         tls=E["ca"].ssl_context()))
         took = time.monotonic() - t0
         print(f"\n  direct to the registry: {stats.connections} TLS connections, {stats.ok}/"
@@ -248,19 +246,19 @@ class A_ManyConnections(LoadTest):
 
     def test_a_1000_connections_10000_requests(self):
         pg = E["pg_main"]
-        soft, hard = fs.raise_nofile(NOFILE)
+        soft, hard = lc.raise_nofile(NOFILE)
         self.assertGreaterEqual(soft, CONNECTIONS + 100)
         # warm-up: one request of each kind, so the burst does not pay for first use
-        warm = asyncio.run(fs.run_load(pg.port, [list(catalogue().values())], together=False))
-        self.assertEqual(warm.errors, [], pg_diag(pg))
+        warm = asyncio.run(lc.run_load(pg.port, [list(catalogue().values())], together=False))
+        self.assertEqual(warm.errors, [], pg.diagnostics(decisions=0))
         # a line is written after its response: wait for the warm-up's last one
         since = len(pg.wait_decisions(lambda ls: len(ls) >= warm.requests, what="warm-up lines"))
         self.assertEqual(since, warm.requests, "this pullgate served something else before")
-        rss_before = fs.rss_kib(pg.pid)
+        rss_before = lc.rss_kib(pg.pid)
         stats, took, peak = self.burst(pg, seed=1)
         self.wait_gauge(pg, 0)
         time.sleep(1)
-        rss_after, hwm = fs.rss_kib(pg.pid), pg.peak_rss_kib()
+        rss_after, hwm = lc.rss_kib(pg.pid), pg.peak_rss_kib()
         p50, p99 = stats.percentile(50) * 1000, stats.percentile(99) * 1000
         print(f"\n  {stats.connections} connections, {stats.requests} requests, "
               f"{stats.ok} ok, {stats.failed} failed in {took:.1f}s "
@@ -273,10 +271,10 @@ class A_ManyConnections(LoadTest):
         print(f"\n  pullgate RSS: before {rss_before / 1024:.1f} MiB, after (all clients gone) "
               f"{rss_after / 1024:.1f} MiB, peak (VmHWM) {hwm / 1024:.1f} MiB; "
               f"{(rss_after - rss_before) / CONNECTIONS:.0f} KiB per connection; "
-              f"fds now {fs.open_fds(pg.pid)}", end=" ")
+              f"fds now {lc.open_fds(pg.pid)}", end=" ")
         if stats.errors:
             print(f"\n  first errors: {stats.errors[:3]}", end=" ")
-        self.assertEqual(stats.errors, [], pg_diag(pg))
+        self.assertEqual(stats.errors, [], pg.diagnostics(decisions=0))
         self.assertEqual(stats.connections, CONNECTIONS)
         self.assertEqual(stats.ok, REQUESTS)
         self.assertGreaterEqual(peak, CONNECTIONS * 0.9, "the connections were not open at the same time")
@@ -355,7 +353,7 @@ class B_MaxConnections(LoadTest):
             for c in again:
                 r = c.request("GET", "/v2/")
                 self.assertEqual((r.status, r.body), (200, b"{}"), r.describe())
-                r = c.request("HEAD", fs.target_for("pg/load", "manifests", "v1", E["reg"].host),
+                r = c.request("HEAD", h.v2_path("pg/load", "manifests", "v1", E["reg"].host),
                               headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT})
                 self.assertEqual(r.status, 200, r.describe())
             extra = fs.raw_request(pg.port, "GET", "/v2/", timeout=5)
@@ -425,7 +423,7 @@ def normal_pull(port: int, reqs: list) -> float:
         for r in reqs:
             res = c.request(r.method, r.target, r.send_headers, timeout=10)
             why = None if res.complete else "incomplete: " + res.describe()
-            why = why or fs.check_answer(r, res.status or 0, res.headers, res.body)
+            why = why or lc.check_answer(r, res.status or 0, res.headers, res.body)
             if why:
                 raise AssertionError(why)
     finally:
@@ -483,7 +481,7 @@ class C_Slowloris(LoadTest):
         print(f"\n  20 connections that sent nothing: {silent.count('open')} still open "
               f"{HEADER_TIMEOUT + 3}s after connecting (clientIdleTimeoutSeconds applies to them)",
               end=" ")
-        self.assertEqual(failures, [], pg_diag(pg))
+        self.assertEqual(failures, [], pg.diagnostics(decisions=0))
         self.assertGreaterEqual(len(latencies), 10, "the normal client hardly got a pull done")
         self.assertLess(max(latencies), NORMAL_PULL_LIMIT, "slowloris slowed a normal pull down")
         self.assertEqual(len(dropped), SLOWLORIS, results[:5])
@@ -497,7 +495,7 @@ class C_Slowloris(LoadTest):
 # (d) soak
 # --------------------------------------------------------------------------
 
-async def _soak_worker(port: int, seed: int, deadline: float, stats: fs.LoadStats,
+async def _soak_worker(port: int, seed: int, deadline: float, stats: lc.LoadStats,
                        cat: dict) -> None:
     rnd = random.Random(seed)
     labels = list(SOAK_WEIGHTS)
@@ -506,7 +504,7 @@ async def _soak_worker(port: int, seed: int, deadline: float, stats: fs.LoadStat
         if time.monotonic() >= deadline or len(stats.errors) > 20:
             return
         plan = [cat[x] for x in rnd.choices(labels, weights, k=rnd.randint(1, 30))]
-        await fs.run_connection(port, plan, stats, None, timeout=30)
+        await lc.run_connection(port, plan, stats, None, timeout=30)
 
 
 class D_Soak(LoadTest):
@@ -515,8 +513,8 @@ class D_Soak(LoadTest):
         pg = E["pg_soak"]
         duration = SOAK_SECONDS_QUICK if QUICK else SOAK_SECONDS
         cat = soak_catalogue()
-        stats = fs.LoadStats()
-        rss = fs.Sampler(lambda: fs.rss_kib(pg.pid), SOAK_SAMPLE_EVERY)
+        stats = lc.LoadStats()
+        rss = lc.Sampler(lambda: lc.rss_kib(pg.pid), SOAK_SAMPLE_EVERY)
 
         async def soak():
             deadline = time.monotonic() + duration
@@ -526,14 +524,14 @@ class D_Soak(LoadTest):
         asyncio.run(soak())
         took = time.monotonic() - t0
         samples = rss.stop()
-        fds = fs.open_fds(pg.pid)
+        fds = lc.open_fds(pg.pid)
         print(f"\n  soak {took:.0f}s, {SOAK_WORKERS} workers: {stats.requests} requests on "
               f"{stats.connections} connections ({stats.requests / took:.0f} req/s), {stats.ok} ok, "
               f"{len(stats.errors)} errors, {stats.bytes / MiB:.0f} MiB; p99 "
               f"{stats.percentile(99) * 1000:.0f} ms; pullgate fds at the end {fds}", end=" ")
         print("\n  RSS samples (s: MiB): " +
               ", ".join(f"{t:.0f}: {v / 1024:.1f}" for t, v in samples), end=" ")
-        self.assertEqual(stats.errors, [], pg_diag(pg))
+        self.assertEqual(stats.errors, [], pg.diagnostics(decisions=0))
         self.assertGreater(stats.requests, 100 * duration, "the soak did hardly anything")
         self.assertTrue(all(stats.by_label.get(x) for x in SOAK_WEIGHTS), stats.by_label)
         warm = [v for t, v in samples if t >= SOAK_WARMUP]
@@ -558,7 +556,7 @@ def main() -> int:
         global QUICK, CONTROL
         QUICK, CONTROL = args.quick, args.control
         # before anything is started: pullgate and the registry inherit it
-        print("RLIMIT_NOFILE (soft, hard): %s" % (fs.raise_nofile(NOFILE),))
+        print("RLIMIT_NOFILE (soft, hard): %s" % (lc.raise_nofile(NOFILE),))
 
     return h.suite_main(sys.modules[__name__], "pullgate-load", add_args, setup)
 

@@ -7,7 +7,7 @@ Everything runs in one private network namespace (only ``lo``):
               the CA (SSL_CERT_FILE), so a pull that went around pullgate
               would succeed — the no-bypass test proves none does
   pullgate    allowlist [A, example.org/acme], caFile for A and B
-  containerd  certs.d/_default/hosts.toml = DESIGN §8, pointing at pullgate
+  containerd  certs.d/_default/hosts.toml = the no-bypass form, pointing at pullgate
 
 Run: /usr/bin/python3 integration/test_pull.py --pullgate build/pullgate [-k PATTERN] [--keep]
 The last line printed is ``N passed, N failed``; exit status 0 only if all passed.
@@ -27,7 +27,7 @@ MiB = 1 << 20
 LARGE_LAYER = 64 * MiB
 RSS_GROWTH_LIMIT_KIB = 16 * 1024
 DECISION_FIELDS = ("ts", "id", "client", "method", "registry", "repository", "kind",
-                   "reference", "decision", "reason", "rule", "credential", "status",
+                   "reference", "digest", "decision", "reason", "rule", "credential", "status",
                    "upstream_status", "bytes", "duration_ms")
 
 PULLGATE_BINARY = ""   # set by main()
@@ -61,25 +61,12 @@ def push_image(reg: h.Registry, repo: str, layers: list, tag: str = "v1") -> h.I
     return info
 
 
-def diagnostics() -> str:
-    """pullgate's stderr tail and the last decision-log lines, for failure messages."""
-    pg = E["pg"]
-    lines = "\n".join(json.dumps(d) for d in pg.decisions()[-15:])
-    return (f"\n--- pullgate stderr (tail) ---\n{pg.stderr_text(3000)}"
-            f"\n--- decision log (tail) ---\n{lines}")
-
-
-def ctr_output(cp) -> str:
-    """ctr's stdout/stderr tails for failure messages."""
-    return f"\n--- ctr stdout ---\n{cp.stdout[-1500:]}\n--- ctr stderr ---\n{cp.stderr[-2500:]}"
-
-
 class PullgateTest(unittest.TestCase):
     """Fails the test that made pullgate exit."""
 
     def tearDown(self):
         if not E["pg"].alive():
-            self.fail(f"pullgate exited (code {E['pg'].proc.returncode}){diagnostics()}")
+            self.fail(f"pullgate exited (code {E['pg'].proc.returncode}){E['pg'].diagnostics()}")
 
     def pull(self, ref: str):
         """ctr pull through pullgate; returns (CompletedProcess, seconds)."""
@@ -100,7 +87,7 @@ class A_AllowedPull(PullgateTest):
         since, upstream_before = len(pg.decisions()), reg.request_count("pg/small")
         cp, took = self.pull(ref)
         print(f"\n  small pull through pullgate: {took:.2f}s", end=" ")
-        self.assertEqual(cp.returncode, 0, ctr_output(cp) + diagnostics())
+        self.assertEqual(cp.returncode, 0, h.command_output(cp) + E["pg"].diagnostics())
         self.assertEqual(ctrd.image_digest(ref), img.manifest_digest)
         self.assertLessEqual(set(img.blob_digests), ctrd.content_digests())
 
@@ -111,7 +98,7 @@ class A_AllowedPull(PullgateTest):
         pg.wait_decisions(blobs_logged, what="allow lines for every blob of pg/small")
         mine = self.lines_for(since, reg.host, "pg/small")
         self.assertIn("manifest", {d.get("kind") for d in mine if d.get("decision") == "allow"},
-                      diagnostics())
+                      E["pg"].diagnostics())
         for d in mine:
             self.assertEqual((d.get("decision"), d.get("reason"), d.get("rule")),
                              ("allow", "allowlisted", reg.host), d)
@@ -142,7 +129,7 @@ class B_DeniedPull(PullgateTest):
         cp, took = self.pull(ref)
         print(f"\n  denied pull failed after {took:.2f}s", end=" ")
         self.assertNotEqual(cp.returncode, 0, "pull from a non-allowlisted registry succeeded")
-        self.assertIn("403", cp.stderr, ctr_output(cp))
+        self.assertIn("403", cp.stderr, h.command_output(cp))
         self.assertIsNone(ctrd.image_digest(ref))
         pg.wait_decisions(lambda _: any(d.get("decision") == "deny"
                                         for d in self.lines_for(since, reg.host, "pg/secret")),
@@ -167,7 +154,7 @@ class C_LargePull(PullgateTest):
         layer = large.layers[0]
 
         cp, _ = self.pull(f"{reg.host}/pg/baseline:v1")
-        self.assertEqual(cp.returncode, 0, ctr_output(cp) + diagnostics())
+        self.assertEqual(cp.returncode, 0, h.command_output(cp) + E["pg"].diagnostics())
         self.assertEqual(ctrd.image_digest(f"{reg.host}/pg/baseline:v1"), baseline.manifest_digest)
         hwm_small = pg.peak_rss_kib()
 
@@ -175,7 +162,7 @@ class C_LargePull(PullgateTest):
         ref = f"{reg.host}/pg/large:v1"
         cp, took = self.pull(ref)
         hwm_large = pg.peak_rss_kib()
-        self.assertEqual(cp.returncode, 0, ctr_output(cp) + diagnostics())
+        self.assertEqual(cp.returncode, 0, h.command_output(cp) + E["pg"].diagnostics())
         mib = layer.size / MiB
         print(f"\n  large pull through pullgate: {mib:.1f} MiB in {took:.2f}s "
               f"({mib / took:.0f} MiB/s); pullgate VmHWM after small pull "
@@ -192,7 +179,7 @@ class C_LargePull(PullgateTest):
             what="the decision line for the 64 MiB blob")
         blob_lines = [d for d in self.lines_for(since, reg.host, "pg/large")
                       if d.get("reference") == layer.digest and d.get("method") == "GET"]
-        self.assertTrue(blob_lines, diagnostics())
+        self.assertTrue(blob_lines, E["pg"].diagnostics())
         self.assertEqual(blob_lines[-1].get("bytes"), layer.size, blob_lines[-1])
         self.report_direct_pull(ref, large)
 
@@ -210,7 +197,7 @@ class C_LargePull(PullgateTest):
 
 
 class D_DirectHttp(PullgateTest):
-    """Requests sent to pullgate with urllib, as containerd would send them."""
+    """Requests sent to pullgate directly (harness.http_request), as containerd would send them."""
 
     def error_code(self, r: h.HttpResponse) -> dict:
         """errors[0] of an OCI error body (asserting its shape)."""
@@ -262,7 +249,7 @@ class D_DirectHttp(PullgateTest):
         upstream = reg.head_manifest("pg/small", "v1")
         self.assertEqual(upstream.status, 200)
         r = E["pg"].get("/v2/pg/small/manifests/v1", method="HEAD", ns=reg.host, headers=accept)
-        self.assertEqual(r.status, 200, diagnostics())
+        self.assertEqual(r.status, 200, E["pg"].diagnostics())
         self.assertEqual(r.header("Docker-Content-Digest"), upstream.header("Docker-Content-Digest"))
         self.assertEqual(r.header("Docker-Content-Digest"), img.manifest_digest)
         self.assertEqual(r.header("Content-Length"), upstream.header("Content-Length"))
@@ -290,7 +277,7 @@ class E_ContainerdHostsCommand(PullgateTest):
         ref = f"{reg_a.host}/pg/viahosts:v1"
         since = len(pg.decisions())
         cp = ctrd.pull(ref, hosts)
-        self.assertEqual(cp.returncode, 0, ctr_output(cp) + diagnostics())
+        self.assertEqual(cp.returncode, 0, h.command_output(cp) + E["pg"].diagnostics())
         self.assertEqual(ctrd.image_digest(ref), img.manifest_digest)
         pg.wait_decisions(lambda _: self.lines_for(since, reg_a.host, "pg/viahosts"),
                           what="decision lines for pg/viahosts")

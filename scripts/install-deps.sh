@@ -1,11 +1,13 @@
 #!/bin/sh
 # Installs, from Debian 12's own archive, what pullgate needs to build and
 # what its tests start for real (registry, containerd, skopeo, ...).
-# Run as root. Installs only what is missing.
+# Run as root. Installs only what is missing. Extra packages come from
+# $PULLGATE_EXTRA_PACKAGES; the benchmark (integration/bench) needs
+# PULLGATE_EXTRA_PACKAGES="nginx-light wrk linux-perf strace".
 set -eu
 
 build="build-essential cmake pkg-config libboost1.81-dev libboost-url1.81-dev libssl-dev
-       nlohmann-json3-dev libspdlog-dev doctest-dev libyaml-cpp-dev libsystemd-dev"
+       nlohmann-json3-dev libspdlog-dev doctest-dev libyaml-cpp-dev libsystemd-dev clang-format"
 test="docker-registry containerd runc skopeo apache2-utils openssl iproute2 iptables curl
       python3 python3-grpcio golang-docker-credential-helpers pass gnupg"
 

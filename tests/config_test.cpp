@@ -1,5 +1,5 @@
 // Tests for include/pullgate/config.hpp: YAML parsed and validated once, with
-// errors that name the file, the line and the key (DESIGN §6).
+// errors that name the file, the line and the key (README "Configuration reference").
 #include "pullgate/config.hpp"
 
 #include <doctest/doctest.h>
@@ -67,7 +67,7 @@ void run_error_cases(const std::vector<error_case>& cases) {
 
 }  // namespace
 
-TEST_CASE("parse_config: the DESIGN §6 example") {
+TEST_CASE("parse_config: the documented example") {
     const std::string yaml = R"(listen: 127.0.0.1:5000
 adminListen: 127.0.0.1:5001        # /healthz /readyz /metrics
 containerRegistry:
@@ -148,6 +148,7 @@ registries:
   ghcr.io:
 decisionLog:
   path: /srv/log/decisions.log
+  onWriteError: deny
 limits:
   maxConnections: 10
   maxHeaderBytes: 8192
@@ -161,6 +162,7 @@ limits:
   upstreamIdleTimeoutSeconds: 9
   shutdownGraceSeconds: 11
   maxRedirects: 3
+  maxUpstreamConnectionsPerOrigin: 12
 threads: 4
 )";
     const config cfg = parse_config(yaml, source);
@@ -195,6 +197,8 @@ threads: 4
     CHECK_FALSE(ghcr->insecure_http);
 
     CHECK(cfg.decision_log_path == "/srv/log/decisions.log");
+    CHECK(cfg.decision_log_on_write_error == log_write_error_policy::deny);
+    CHECK(cfg.limits.max_upstream_connections_per_origin == 12);
     CHECK(cfg.limits.max_connections == 10);
     CHECK(cfg.limits.max_header_bytes == 8192);
     CHECK(cfg.limits.max_manifest_bytes == 1048576);
@@ -265,7 +269,7 @@ TEST_CASE("parse_config: a config with only a listen address denies everything")
         CAPTURE(r);
         auto d = decide(cfg.allow_list, {}, name(r), "library/alpine");
         CHECK_FALSE(d.allowed);
-        CHECK(d.reason == "not_allowlisted");
+        CHECK(d.reason == reason_code::not_allowlisted);
     }
 }
 
@@ -309,6 +313,10 @@ TEST_CASE("parse_config: errors name the source, the line and the key") {
         {"relative caFile", "registries:\n  ghcr.io:\n    caFile: ca.pem\n", "registries.ghcr.io.caFile", "ca.pem"},
         {"relative decisionLog.path", "decisionLog:\n  path: decisions.log\n", "decisionLog.path", "decisions.log"},
         {"decisionLog as a string", "decisionLog: /var/log/x.log\n", "decisionLog", "decisionLog"},
+        {"decisionLog.onWriteError not serve or deny", "decisionLog:\n  onWriteError: drop\n",
+         "decisionLog.onWriteError", "drop"},
+        {"maxUpstreamConnectionsPerOrigin zero", "limits:\n  maxUpstreamConnectionsPerOrigin: 0\n",
+         "limits.maxUpstreamConnectionsPerOrigin", "maxUpstreamConnectionsPerOrigin: 0"},
         {"clientCert without clientKey",
          "registries:\n  registry.example.com:5443:\n    clientCert: /etc/pullgate/client.pem\n",
          "registries.registry.example.com:5443", "clientCert"},

@@ -1,5 +1,5 @@
 // Tests for include/pullgate/containerd_hosts.hpp: the one hosts.toml shape
-// that leaves containerd no way around the mirror (DESIGN §8).
+// that leaves containerd no way around the mirror (README "Pointing containerd at pullgate").
 #include "pullgate/containerd_hosts.hpp"
 
 #include "test_support.hpp"

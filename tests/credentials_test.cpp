@@ -1,5 +1,5 @@
 // Tests for include/pullgate/credentials.hpp: docker config.json credentials,
-// their keys, longest-prefix lookup and where the file is read from (DESIGN §3).
+// their keys, longest-prefix lookup and where the file is read from (README "Credentials").
 #include "pullgate/credentials.hpp"
 
 #include "test_support.hpp"
@@ -426,7 +426,7 @@ TEST_CASE("credential_store::keys are the seed rules of the policy") {
         auto d = decide({}, rules, registry(c.registry), c.repository);
         CHECK(d.allowed == c.allowed);
         CHECK(d.rule == c.rule);
-        if (c.allowed) CHECK(d.reason == "has_credentials");
+        if (c.allowed) CHECK(d.reason == reason_code::has_credentials);
     }
 }
 

@@ -1,6 +1,7 @@
 // Tests for include/pullgate/decision_log.hpp: one JSON object per request,
-// fields in DESIGN §5 order, appended to a file that logrotate can move.
+// fields in the README's order, appended to a file that logrotate can move.
 #include "pullgate/decision_log.hpp"
+#include "pullgate/metrics.hpp"
 
 #include "test_support.hpp"
 
@@ -24,9 +25,9 @@ system_clock::time_point at(int y, unsigned mo, unsigned d, int h, int mi, int s
     return sys_days{year{y} / month{mo} / day{d}} + hours{h} + minutes{mi} + seconds{s} + milliseconds{ms};
 }
 
-// DESIGN §5, in order.
+// The README's "Decision log" fields, in order.
 const std::vector<std::string> design_fields = {
-    "ts",       "id",     "client", "method",     "registry", "repository",      "kind",  "reference",
+    "ts",       "id",     "client", "method",     "registry", "repository",      "kind",  "reference",   "digest",
     "decision", "reason", "rule",   "credential", "status",   "upstream_status", "bytes", "duration_ms",
 };
 
@@ -40,8 +41,9 @@ decision_record sample(std::string id) {
     r.repository = "library/alpine";
     r.kind = "manifest";
     r.reference = "3.19";
-    r.decision = "allow";
-    r.reason = "has_credentials";
+    r.digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    r.decision = verdict::allow;
+    r.reason = reason_code::has_credentials;
     r.rule = "https://index.docker.io/v1/";
     r.credential = "https://index.docker.io/v1/";
     r.status = 200;
@@ -95,7 +97,7 @@ TEST_CASE("rfc3339_ms before the epoch") {
     }
 }
 
-TEST_CASE("to_json_line: every DESIGN §5 field, in order") {
+TEST_CASE("to_json_line: every documented field, in order") {
     decision_record allowed = sample("req-1");
     decision_record denied = sample("req-2");
     denied.ts = at(2025, 1, 2, 3, 4, 5, 6);
@@ -105,8 +107,8 @@ TEST_CASE("to_json_line: every DESIGN §5 field, in order") {
     denied.repository = "team/app";
     denied.kind = "blob";
     denied.reference = "sha256:" + std::string(64, 'e');
-    denied.decision = "deny";
-    denied.reason = "not_allowlisted";
+    denied.decision = verdict::deny;
+    denied.reason = reason_code::not_allowlisted;
     denied.rule = "";
     denied.credential = "";
     denied.status = 403;
@@ -139,8 +141,8 @@ TEST_CASE("to_json_line: every DESIGN §5 field, in order") {
         CHECK(j["repository"] == r.repository);
         CHECK(j["kind"] == r.kind);
         CHECK(j["reference"] == r.reference);
-        CHECK(j["decision"] == r.decision);
-        CHECK(j["reason"] == r.reason);
+        CHECK(j["decision"] == to_string(r.decision));
+        CHECK(j["reason"] == to_string(r.reason));
         CHECK(j["rule"] == r.rule);
         CHECK(j["credential"] == r.credential);
         CHECK(j["status"] == r.status);
@@ -298,4 +300,49 @@ TEST_CASE("decision_log: concurrent writers never interleave lines") {
         if (j.is_object() && j.size() == design_fields.size()) ++parsed;
     }
     CHECK(parsed == lines.size());
+}
+
+TEST_CASE("to_json_line: digest is null when unknown") {
+    decision_record r = sample("d");
+    r.digest.clear();
+    r.kind = "blob";
+    const auto j = nlohmann::json::parse(to_json_line(r));
+    CHECK(j["digest"].is_null());
+    r.digest = "sha256:abc";
+    CHECK(nlohmann::json::parse(to_json_line(r))["digest"] == "sha256:abc");
+}
+
+TEST_CASE("decision_log: a line that cannot be written is counted and reported, never silent") {
+    // /dev/full fails every write with ENOSPC, like a full log filesystem.
+    test::temp_dir dir;
+    const fs::path link = dir.path() / "decisions.log";
+    fs::create_symlink("/dev/full", link);
+    metrics stats;
+    decision_log log(link.string(), log_write_error_policy::serve, &stats);
+    CHECK(log.status_line() == "decision log: ok");
+    CHECK_FALSE(log.write(sample("lost-1")));
+    CHECK_FALSE(log.write(sample("lost-2")));
+    CHECK(stats.render(0, "t").find("pullgate_decision_log_errors_total 2\n") != std::string::npos);
+    const std::string failing = log.status_line();
+    CAPTURE(failing);
+    CHECK(failing.starts_with("decision log: FAILING since "));
+    CHECK(failing.find("2 lines lost") != std::string::npos);
+    CHECK(failing.find("pulls served") != std::string::npos);
+    CHECK_FALSE(log.refuses_requests());  // serve: pulls go on
+
+    // deny: pulls are refused while the log fails
+    log.set_policy(log_write_error_policy::deny);
+    CHECK(log.refuses_requests());
+
+    // the file is writable again: the next line goes through and the period ends
+    const fs::path real = dir.path() / "real.log";
+    fs::remove(link);
+    fs::create_symlink(real, link);
+    REQUIRE(log.reopen());
+    CHECK(log.write(sample("back")));
+    CHECK_FALSE(log.refuses_requests());
+    CHECK(log.status_line() == "decision log: ok (2 lines lost earlier)");
+    const auto lines = lines_of(real);
+    REQUIRE(lines.size() == 1);
+    CHECK(nlohmann::json::parse(lines[0])["id"] == "back");
 }

@@ -1,5 +1,5 @@
 // Tests for include/pullgate/digest.hpp: incremental sha256/sha512 used to
-// verify blobs while they stream (DESIGN §4). Vectors from FIPS 180-2.
+// verify blobs while they stream (docs/ARCHITECTURE.md, "Relay"). Vectors from FIPS 180-2.
 #include "pullgate/digest.hpp"
 
 #include <doctest/doctest.h>

@@ -1,5 +1,5 @@
 // Tests for include/pullgate/error.hpp: the failures pullgate answers itself
-// and their OCI error bodies (DESIGN §1).
+// and their OCI error bodies (docs/ARCHITECTURE.md, "A request").
 #include "pullgate/error.hpp"
 
 #include <doctest/doctest.h>
@@ -48,22 +48,22 @@ TEST_CASE("failure factories set status, OCI code and reason") {
          "invalid repository name", "bad_request"},
         {"bad_request digest", bad_request("DIGEST_INVALID", "invalid digest"), 400, "DIGEST_INVALID", "invalid digest",
          "bad_request"},
-        {"not_found", not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request"), 404, "NAME_UNKNOWN",
-         "not an OCI distribution API path", "bad_request"},
-        {"denied", denied("registry ghcr.io is not allowed", "not_allowlisted"), 403, "DENIED",
+        {"not_found", not_found("NAME_UNKNOWN", "not an OCI distribution API path", reason_code::bad_request), 404,
+         "NAME_UNKNOWN", "not an OCI distribution API path", "bad_request"},
+        {"denied", denied("registry ghcr.io is not allowed", reason_code::not_allowlisted), 403, "DENIED",
          "registry ghcr.io is not allowed", "not_allowlisted"},
         {"unsupported", unsupported("push is not proxied"), 405, "UNSUPPORTED", "push is not proxied", "unsupported"},
-        {"upstream 502", upstream_failure(502, "ghcr.io is unreachable", "upstream_unreachable"), 502, "UNAVAILABLE",
-         "ghcr.io is unreachable", "upstream_unreachable"},
-        {"upstream 504", upstream_failure(504, "timed out", "upstream_timeout"), 504, "UNAVAILABLE", "timed out",
-         "upstream_timeout"},
+        {"upstream 502", upstream_failure(502, "ghcr.io is unreachable", reason_code::upstream_unreachable), 502,
+         "UNAVAILABLE", "ghcr.io is unreachable", "upstream_unreachable"},
+        {"upstream 504", upstream_failure(504, "timed out", reason_code::upstream_timeout), 504, "UNAVAILABLE",
+         "timed out", "upstream_timeout"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.name);
         CHECK(c.f.status == c.status);
         CHECK(c.f.code == c.code);
         CHECK(c.f.message == c.message);
-        CHECK(c.f.reason == c.reason);
+        CHECK(to_string(c.f.reason) == c.reason);
 
         const std::string body = oci_error_body(c.f);
         check_body_shape(body, c.code);
@@ -75,21 +75,21 @@ TEST_CASE("oci_error_body depends only on code and message") {
     // The status and the decision-log reason are not part of the body: the same
     // error reads the same whatever status line or Content-Type carries it.
     const std::vector<failure> same = {
-        {400, "DENIED", "registry ghcr.io is not allowed", "bad_request"},
-        {403, "DENIED", "registry ghcr.io is not allowed", "not_allowlisted"},
-        {500, "DENIED", "registry ghcr.io is not allowed", ""},
-        denied("registry ghcr.io is not allowed", "anything"),
+        {400, "DENIED", "registry ghcr.io is not allowed", reason_code::bad_request},
+        {403, "DENIED", "registry ghcr.io is not allowed", reason_code::not_allowlisted},
+        {500, "DENIED", "registry ghcr.io is not allowed", reason_code::internal_error},
+        denied("registry ghcr.io is not allowed", reason_code::upstream_auth_failed),
     };
     const std::string first = oci_error_body(same.front());
     for (const auto& f : same) {
         CAPTURE(f.status);
-        CAPTURE(f.reason);
+        CAPTURE(to_string(f.reason));
         const std::string body = oci_error_body(f);
         CHECK(body == first);
-        if (!f.reason.empty()) CHECK(body.find(f.reason) == std::string::npos);
+        CHECK(body.find(to_string(f.reason)) == std::string::npos);
     }
-    CHECK(oci_error_body({403, "DENIED", "other message", "x"}) != first);
-    CHECK(oci_error_body({403, "UNAUTHORIZED", "registry ghcr.io is not allowed", "x"}) != first);
+    CHECK(oci_error_body({403, "DENIED", "other message", reason_code::bad_request}) != first);
+    CHECK(oci_error_body({403, "UNAUTHORIZED", "registry ghcr.io is not allowed", reason_code::bad_request}) != first);
 }
 
 TEST_CASE("oci_error_body escapes any message text") {

@@ -1,5 +1,5 @@
 // Tests for include/pullgate/image_ref.hpp: image references as users write
-// them, normalised as containerd and docker do (used by `pullgate explain`, DESIGN §7).
+// them, normalised as containerd and docker do (used by `pullgate explain`, README "Command line").
 #include "pullgate/image_ref.hpp"
 
 #include <doctest/doctest.h>

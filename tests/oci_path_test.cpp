@@ -1,5 +1,5 @@
 // Tests for include/pullgate/oci_path.hpp: request targets of the OCI read API
-// (DESIGN §1) parsed into values, and the name/tag/digest grammar checks.
+// (docs/ARCHITECTURE.md, "A request") parsed into values, and the name/tag/digest grammar checks.
 #include "pullgate/oci_path.hpp"
 
 #include <doctest/doctest.h>
@@ -97,7 +97,7 @@ TEST_CASE("parse_request_target accepts the read API") {
         {"/v2/acme/app/referrers/" + sha256 + "?ns=ghcr.io", "referrers", "acme/app", sha256, "ghcr.io", ""},
         {"/v2/acme/app/referrers/" + sha256 + "?ns=ghcr.io&artifactType=application%2Fvnd.example%2Bjson", "referrers",
          "acme/app", sha256, "ghcr.io", "artifactType=application%2Fvnd.example%2Bjson"},
-        // ns is percent-decoded (containerd sends host:port encoded, DESIGN §8)
+        // ns is percent-decoded (containerd sends host:port encoded; README "Pointing containerd at pullgate")
         {"/v2/team/app/manifests/v1?ns=127.0.0.1%3A15443", "manifest", "team/app", "v1", "127.0.0.1:15443", ""},
         {"/v2/team/app/manifests/v1?ns=%5B%3A%3A1%5D%3A5000", "manifest", "team/app", "v1", "[::1]:5000", ""},
         // an ns key written percent-encoded is still ns, and still stripped
@@ -188,7 +188,7 @@ TEST_CASE("parse_request_target rejects what is not the read API") {
         REQUIRE_FALSE(r.has_value());
         CHECK(r.error().status == c.status);
         CHECK(r.error().code == c.code);
-        CHECK(r.error().reason == "bad_request");
+        CHECK(r.error().reason == reason_code::bad_request);
         CHECK_FALSE(r.error().message.empty());
     }
 }

@@ -1,5 +1,5 @@
 // Tests for include/pullgate/policy.hpp: the allowlist and the credential-key
-// seed rule, a pure function of (rules, registry, repository) (DESIGN §2).
+// seed rule, a pure function of (rules, registry, repository) (README "Allowlist entries").
 #include "pullgate/policy.hpp"
 
 #include <doctest/doctest.h>
@@ -349,7 +349,7 @@ TEST_CASE("decide: allowlist, then credential keys, then deny") {
         CAPTURE(c.name);
         auto d = decide(rules(c.allow_list, true), rules(c.credential_keys, false), registry(c.registry), c.repository);
         CHECK(d.allowed == c.allowed);
-        CHECK(d.reason == c.reason);
+        CHECK(to_string(d.reason) == c.reason);
         CHECK(d.rule == c.rule);
         CHECK(d.suggestion == c.suggestion);
     }
@@ -366,7 +366,7 @@ TEST_CASE("decide: the suggestion of a denial is an entry that would allow the p
         // writing the suggestion into the allowlist must allow exactly this pull
         auto allowed = decide(rules({denied.suggestion}, true), {}, r, "team/app");
         CHECK(allowed.allowed);
-        CHECK(allowed.reason == "allowlisted");
+        CHECK(allowed.reason == reason_code::allowlisted);
         CHECK(allowed.rule == denied.suggestion);
     }
 }
@@ -442,14 +442,14 @@ TEST_CASE("matches: kubelet globs in any label, never across labels") {
 TEST_CASE("decide: unlistedRegistries anonymous allows what nothing else allows, with its own reason") {
     const auto allow = rules({"ghcr.io/acme"}, true);
     const auto keys = rules({"quay.io"}, false);
-    CHECK(decide(allow, keys, registry("ghcr.io"), "acme/app", true).reason == "allowlisted");
-    CHECK(decide(allow, keys, registry("quay.io"), "x/y", true).reason == "has_credentials");
+    CHECK(decide(allow, keys, registry("ghcr.io"), "acme/app", true).reason == reason_code::allowlisted);
+    CHECK(decide(allow, keys, registry("quay.io"), "x/y", true).reason == reason_code::has_credentials);
     const auto unlisted = decide(allow, keys, registry("registry.example.com"), "x/y", true);
     CHECK(unlisted.allowed);
-    CHECK(unlisted.reason == "anonymous_unlisted");
+    CHECK(unlisted.reason == reason_code::anonymous_unlisted);
     CHECK(unlisted.rule.empty());
     const auto denied = decide(allow, keys, registry("registry.example.com"), "x/y", false);
     CHECK_FALSE(denied.allowed);
-    CHECK(denied.reason == "not_allowlisted");
+    CHECK(denied.reason == reason_code::not_allowlisted);
     CHECK_FALSE(decide(allow, keys, registry("registry.example.com"), "x/y").allowed);
 }

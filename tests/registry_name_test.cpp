@@ -1,5 +1,6 @@
 // Tests for include/pullgate/registry_name.hpp: `ns` values, allowlist entries
-// and credential keys normalised into one comparable form (DESIGN §1, §2).
+// and credential keys normalised into one comparable form (docs/ARCHITECTURE.md, "A request"; README "Allowlist
+// entries").
 #include "pullgate/registry_name.hpp"
 
 #include <doctest/doctest.h>
@@ -160,7 +161,7 @@ TEST_CASE("parse_registry_pattern normalises allowlist entries and credential ke
         {"ghcr.io:443/acme", false, "ghcr.io", 0, "acme", "ghcr.io/acme"},
         // ports
         {"registry.example.com:5443", false, "registry.example.com", 5443, "", "registry.example.com:5443"},
-        // DESIGN §3: credential keys may be `https://host/v1/` for any host, naming the registry
+        // README "Credentials": credential keys may be `https://host/v1/` for any host, naming the registry
         {"https://registry.example.com:5443/v1/", false, "registry.example.com", 5443, "", "registry.example.com:5443"},
         {"https://quay.io/v1/", false, "quay.io", 0, "", "quay.io"},
         {"127.0.0.1:5443", false, "127.0.0.1", 5443, "", "127.0.0.1:5443"},

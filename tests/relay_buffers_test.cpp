@@ -1,5 +1,5 @@
 // Tests for include/pullgate/relay_buffers.hpp: buffer sizes per body and the
-// process-wide budget (DESIGN §4: memory bounded by connections, not by blob
+// process-wide budget (docs/ARCHITECTURE.md, "Relay": memory bounded by connections, not by blob
 // sizes).
 #include "pullgate/relay_buffers.hpp"
 

@@ -1,6 +1,6 @@
 // Tests for include/pullgate/token_cache.hpp: token service answers and the
 // bearer token cache per (registry, scope, credential) with an injected clock
-// (DESIGN §3 "Upstream auth", §9 token responses).
+// (docs/ARCHITECTURE.md, "Upstream authentication").
 #include "pullgate/token_cache.hpp"
 
 #include <doctest/doctest.h>

@@ -1,5 +1,5 @@
 // Tests for include/pullgate/www_authenticate.hpp: WWW-Authenticate challenges
-// as registries send them (RFC 7235 §4.1; DESIGN §3 "Upstream auth").
+// as registries send them (RFC 7235 §4.1; docs/ARCHITECTURE.md, "Upstream authentication").
 #include "pullgate/www_authenticate.hpp"
 
 #include <doctest/doctest.h>

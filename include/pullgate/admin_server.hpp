@@ -19,6 +19,8 @@ public:
     struct hooks {
         std::function<bool()> ready;                  // /readyz: 200 when true, else 503
         std::function<std::string()> render_metrics;  // /metrics body
+        // Status lines shown in /readyz's body (one per line); they never change its status.
+        std::function<std::string()> readiness_detail;
     };
 
     // Binds `where`. Throws boost::system::system_error.

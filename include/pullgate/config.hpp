@@ -48,6 +48,13 @@ struct limits {
     std::chrono::seconds upstream_idle_timeout{60};          // pooled idle upstream connections are closed after
     std::chrono::seconds shutdown_grace{25};                 // SIGTERM: in-flight relays get this long
     unsigned max_redirects = 5;
+    std::size_t max_upstream_connections_per_origin = 64;  // beyond, requests wait for a connection
+};
+
+// What happens to pulls while the decision log cannot be written.
+enum class log_write_error_policy {
+    serve,  // keep serving; lost lines are counted and reported
+    deny,   // refuse pulls with 503 until a line can be written again
 };
 
 // Docker credential helpers (`credHelpers`, `credsStore` in the credentials file).
@@ -75,6 +82,7 @@ struct config {
     std::optional<registry_name> default_registry;
     std::map<std::string, registry_transport> registries;  // by registry_name::key()
     std::string decision_log_path = "/var/log/pullgate/decisions.log";
+    log_write_error_policy decision_log_on_write_error = log_write_error_policy::serve;
     struct limits limits;
     unsigned threads = 0;  // 0 = one per core
     credential_helper_settings credential_helpers;

@@ -1,5 +1,5 @@
 // containerd's registry host configuration (certs.d / hosts.toml) that routes
-// every pull through pullgate with no way around it (DESIGN §8).
+// every pull through pullgate with no way around it (README "Pointing containerd at pullgate").
 #pragma once
 
 #include <string>

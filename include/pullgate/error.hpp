@@ -1,6 +1,8 @@
 // OCI distribution error responses: the one place their bodies are made.
 #pragma once
 
+#include "pullgate/outcome.hpp"
+
 #include <boost/system/result.hpp>
 
 #include <string>
@@ -9,19 +11,19 @@
 namespace pullgate {
 
 // A request that pullgate answers itself with an OCI error body.
-// `reason` is the stable decision-log token (e.g. "bad_request").
+// `reason` is what the decision log and /metrics report for it.
 struct failure {
     unsigned status = 500;
     std::string code;     // OCI error code, e.g. "NAME_INVALID"
     std::string message;  // human-readable, never contains a secret
-    std::string reason;   // decision-log reason token
+    reason_code reason = reason_code::internal_error;
 };
 
 failure bad_request(std::string code, std::string message);
-failure not_found(std::string code, std::string message, std::string reason);
-failure denied(std::string message, std::string reason);
+failure not_found(std::string code, std::string message, reason_code reason);
+failure denied(std::string message, reason_code reason);
 failure unsupported(std::string message);
-failure upstream_failure(unsigned status, std::string message, std::string reason);
+failure upstream_failure(unsigned status, std::string message, reason_code reason);
 
 // The error of a boost::system::result<T, std::string>, for `return
 // error_text{"..."};`. A bare std::string would be ambiguous there: C++20

@@ -3,6 +3,8 @@
 // reloads). Label values are decision-log tokens, never secrets.
 #pragma once
 
+#include "pullgate/outcome.hpp"
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -20,12 +22,13 @@ public:
     static constexpr std::array<double, 12> latency_buckets = {0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
                                                                0.5,   1.0,  2.5,   5.0,  10.0, 30.0};
 
-    void count_request(std::string_view decision, std::string_view reason);
+    void count_request(verdict decision, reason_code reason);
     void add_bytes(std::uint64_t n) { bytes_relayed_ += n; }
     // Time from sending an upstream request to its response header.
     void observe_upstream_latency(double seconds);
     void count_token_fetch() { token_fetches_++; }
     void count_reload(bool ok) { (ok ? reloads_ok_ : reloads_failed_)++; }
+    void count_decision_log_error() { decision_log_errors_++; }
     void count_tls_handshake(bool resumed) { (resumed ? tls_resumed_ : tls_full_)++; }
     // A credential helper or provider plugin run, by source ("helper:NAME",
     // "provider:NAME") and result ("found", "not_found", "failed").
@@ -40,7 +43,7 @@ public:
     // `token_cache_hits` comes from the token cache, which counts its own.
     std::string render(std::uint64_t token_cache_hits, std::string_view version) const;
 
-    std::uint64_t requests(std::string_view decision, std::string_view reason) const;
+    std::uint64_t requests(verdict decision, reason_code reason) const;
 
 private:
     mutable std::mutex mutex_;
@@ -52,6 +55,7 @@ private:
     std::atomic<std::uint64_t> token_fetches_{0};
     std::atomic<std::uint64_t> reloads_ok_{0};
     std::atomic<std::uint64_t> reloads_failed_{0};
+    std::atomic<std::uint64_t> decision_log_errors_{0};
     std::atomic<std::uint64_t> tls_full_{0};
     std::atomic<std::uint64_t> tls_resumed_{0};
     std::map<std::pair<std::string, std::string>, std::uint64_t> credential_runs_;  // under mutex_

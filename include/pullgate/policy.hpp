@@ -2,6 +2,7 @@
 // allowlist, the credential keys, the registry and the repository.
 #pragma once
 
+#include "pullgate/outcome.hpp"
 #include "pullgate/registry_name.hpp"
 
 #include <string>
@@ -18,9 +19,10 @@ struct policy_rule {
 
 struct policy_decision {
     bool allowed = false;
-    std::string reason;      // "allowlisted" | "has_credentials" | "anonymous_unlisted" | "not_allowlisted"
-    std::string rule;        // the entry or key that allowed it; empty on deny
-    std::string suggestion;  // on deny: the allowlist entry that would allow it
+    reason_code reason =
+        reason_code::not_allowlisted;  // allowlisted | has_credentials | anonymous_unlisted | not_allowlisted
+    std::string rule;                  // the entry or key that allowed it; empty on deny
+    std::string suggestion;            // on deny: the allowlist entry that would allow it
 };
 
 // How a pattern is read. `allowlist`: the allowlist and credential keys.

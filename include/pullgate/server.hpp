@@ -12,6 +12,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -47,6 +49,15 @@ private:
 
     boost::asio::awaitable<void> accept_loop();
     boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket, session_executor ex);
+    // Waits for the first byte of a request; false when the client left or idled out.
+    boost::asio::awaitable<bool> wait_for_request(boost::beast::tcp_stream& stream, boost::beast::flat_buffer& buffer,
+                                                  bool first, const limits& lim);
+    // Reads one request header, answers it, logs the decision. Returns keep-alive.
+    boost::asio::awaitable<bool> serve_request(boost::beast::tcp_stream& stream, boost::beast::flat_buffer& buffer,
+                                               const std::string& client, const runtime& rt);
+    // The 503 for a connection beyond limits.maxConnections.
+    boost::asio::awaitable<void> refuse_overloaded(boost::beast::tcp_stream& stream, const std::string& client,
+                                                   const runtime& rt, std::size_t open);
 
     std::vector<boost::asio::io_context*> workers_;
     boost::asio::ip::tcp::acceptor acceptor_;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "pullgate/credentials.hpp"
+#include "pullgate/error.hpp"
 #include "pullgate/token_cache.hpp"
 #include "pullgate/upstream_client.hpp"
 
@@ -27,12 +28,6 @@ struct auth_target {
     bool insecure_http = false;        // the registry is plain HTTP: so may its realm be
 };
 
-struct auth_failure {
-    unsigned status;      // 403 for rejected credentials, 502 for an unreachable token service
-    std::string reason;   // decision-log token
-    std::string message;  // safe to show: never a secret
-};
-
 class upstream_auth {
 public:
     upstream_auth(upstream_client& client, std::shared_ptr<token_cache> cache, metrics& stats);
@@ -42,18 +37,21 @@ public:
     std::string preset(const auth_target& t);
 
     // Answers a 401's WWW-Authenticate: returns the Authorization value to
-    // retry with. Concurrent calls for one (registry, scope, credential)
-    // share one token fetch.
-    boost::asio::awaitable<boost::system::result<std::string, auth_failure>> answer(
+    // retry with, or the failure to answer the client with (403 DENIED
+    // upstream_auth_failed for refused credentials, 502 UNAVAILABLE
+    // token_unavailable for a failing token service). Concurrent calls for
+    // one (registry, scope, credential) share one token fetch; the others are
+    // woken when it ends.
+    boost::asio::awaitable<boost::system::result<std::string, failure>> answer(
         const auth_target& t, const upstream_parser::value_type& challenge_response);
 
     std::shared_ptr<token_cache> shared_cache() const { return cache_; }
 
 private:
-    boost::asio::awaitable<boost::system::result<token_response, auth_failure>> fetch_token(const auth_target& t,
-                                                                                            const std::string& realm,
-                                                                                            const std::string& service,
-                                                                                            const std::string& scope);
+    boost::asio::awaitable<boost::system::result<token_response, failure>> fetch_token(const auth_target& t,
+                                                                                       const std::string& realm,
+                                                                                       const std::string& service,
+                                                                                       const std::string& scope);
 
     upstream_client& client_;
     metrics& stats_;

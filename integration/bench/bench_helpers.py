@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import time
@@ -132,9 +133,10 @@ class Nginx(h.Service):
     buffers; both variants use proxy_buffering off, HTTP/1.1 upstream with a
     keepalive pool of 32 and verified upstream TLS."""
 
-    def __init__(self, reg: h.Registry, tuned: bool, port: Optional[int] = None) -> None:
+    def __init__(self, reg: h.Registry, tuned: bool, port: Optional[int] = None,
+                 name: Optional[str] = None) -> None:
         super().__init__()
-        self.name = "nginx-tuned" if tuned else "nginx-default"
+        self.name = name or ("nginx-tuned" if tuned else "nginx-default")
         self.tuned = tuned
         self.dir = h.make_tempdir(f"pgbench-{self.name}-")
         self.port = port or h.free_port()
@@ -147,8 +149,11 @@ class Nginx(h.Service):
             # workers drop to nobody; they only need the temp dirs
             os.chmod(self.dir, 0o755)
             os.chown(tmp, 65534, 65534)
-        user, password = reg.credentials
-        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        auth_header = []
+        if reg.credentials:
+            user, password = reg.credentials
+            basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+            auth_header = [f'      proxy_set_header Authorization "Basic {basic}";']
         top = ["worker_processes auto;"] if tuned else []
         if os.geteuid() == 0:
             top.append("user nobody nogroup;")
@@ -177,7 +182,7 @@ class Nginx(h.Service):
             "      proxy_http_version 1.1;",
             '      proxy_set_header Connection "";',
             f'      proxy_set_header Host "127.0.0.1:{reg.port}";',
-            f'      proxy_set_header Authorization "Basic {basic}";',
+        ] + auth_header + [
             f"      proxy_ssl_trusted_certificate {reg.ca.ca_cert};",
             "      proxy_ssl_verify on;",
             # nginx checks the name with X509_check_host (no IP SANs): the
@@ -449,3 +454,173 @@ def run_ab_head(url: str, headers: dict, duration: int, connections: int = 32,
     res["rc"] = cp.returncode
     res["raw"] = cp.stdout + (("\n" + cp.stderr) if cp.stderr.strip() else "")
     return res
+
+
+# --------------------------------------------------------------------------
+# CPU cost of SHA-256 on this machine
+# --------------------------------------------------------------------------
+
+GiB = 1 << 30
+
+
+def sha256_cost(seconds: int = 3, block: int = 256 * 1024) -> dict:
+    """``openssl speed -evp sha256 -seconds N -bytes BLOCK``: the user CPU
+    (getrusage of the child) per GiB hashed. CPU time, not wall time, so a
+    busy machine changes the result little."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cp = subprocess.run(["openssl", "speed", "-evp", "sha256", "-seconds", str(seconds),
+                         "-bytes", str(block)], capture_output=True, text=True,
+                        timeout=seconds + 60, stdin=subprocess.DEVNULL, env=h.clean_env())
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = cp.stdout + cp.stderr
+    m = re.search(r"Doing sha256 for \d+s on \d+ size blocks: (\d+) sha256's in ([\d.]+)s", out)
+    if cp.returncode != 0 or not m:
+        raise RuntimeError(f"openssl speed failed ({cp.returncode}): {out[-1000:]}")
+    hashed = int(m.group(1)) * block
+    user = ru1.ru_utime - ru0.ru_utime
+    total = user + ru1.ru_stime - ru0.ru_stime
+    return {"bytes": hashed, "user_cpu_s": user, "openssl_cpu_s": float(m.group(2)),
+            "cpu_s_per_gib": user / (hashed / GiB) if hashed else None,
+            "user_sys_cpu_s_per_gib": total / (hashed / GiB) if hashed else None,
+            "mib_per_cpu_s": hashed / MiB / user if user else None}
+
+
+def pids_cpu_seconds(pids) -> float:
+    """utime+stime (s) of the given live processes."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLK_TCK
+
+
+def group_pids(pgid: int) -> list:
+    """Live processes of process group ``pgid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
+            pids.append(int(entry))
+    return pids
+
+
+# --------------------------------------------------------------------------
+# distribution's proxy mode (pull-through cache) as a peer
+# --------------------------------------------------------------------------
+
+class ProxyRegistry(h.Registry):
+    """Debian's docker-registry in proxy mode (``proxy: {remoteurl}``, plus
+    ``username``/``password`` when the upstream has credentials) in front of
+    ``upstream``, with a fresh storage dir (a cold cache), TLS with the test
+    CA, no auth of its own. The upstream's CA is trusted through
+    SSL_CERT_FILE (Go's crypto/x509).
+
+    distribution 2.8's proxy hands its credentials only to a Bearer token
+    realm (registry/proxy/proxyauth.go collects the realms of Bearer
+    challenges): an htpasswd (Basic) upstream answers it 401, so the
+    benchmark puts it in front of the registry without auth."""
+
+    def __init__(self, upstream: h.Registry, name: str = "distribution-proxy") -> None:
+        proxy = {"remoteurl": upstream.url}
+        if upstream.credentials:
+            proxy["username"], proxy["password"] = upstream.credentials
+        super().__init__(upstream.ca, name=name, start=False, extra_config={
+            "log": {"level": "warn", "accesslog": {"disabled": True}}, "proxy": proxy})
+        self.no_cas = h.make_tempdir("pgbench-no-cas-", parent=self.dir)
+
+    def start(self) -> None:
+        self._spawn(["docker-registry", "serve", self.config_path], self.dir,
+                    env=h.clean_env(SSL_CERT_FILE=self.ca.ca_cert, SSL_CERT_DIR=self.no_cas))
+        self.wait_ready()
+
+
+# --------------------------------------------------------------------------
+# concurrent downloads and idle connections
+# --------------------------------------------------------------------------
+
+def curl_parallel(url: str, extra: list, streams: int, max_time: float) -> dict:
+    """``streams`` downloads of ``url`` at once from one curl
+    (``--parallel --parallel-immediate``: one connection each); returns the
+    per-transfer results, the wall time and the aggregate bytes/s."""
+    argv = CURL_BASE + ["--max-time", str(int(max_time)), "--parallel", "--parallel-immediate",
+                        "--parallel-max", str(streams), "-w",
+                        "%{http_code} %{size_download} %{speed_download} %{time_total}\\n", *extra]
+    for _ in range(streams):
+        argv += ["-o", "/dev/null", url]
+    t0 = time.monotonic()
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=max_time + 60,
+                        stdin=subprocess.DEVNULL, env=h.clean_env())
+    wall = time.monotonic() - t0
+    results = [_curl_result(0, line, "") for line in cp.stdout.splitlines() if line.strip()]
+    while len(results) < streams:
+        results.append(_curl_result(cp.returncode or 1, "", cp.stderr))
+    total = sum(r["size"] for r in results)
+    return {"rc": cp.returncode, "results": results, "wall_s": wall, "bytes": total,
+            "aggregate_bytes_s": total / wall if wall > 0 else 0.0,
+            "stderr": cp.stderr.strip()[-500:]}
+
+
+def open_idle_connections(port: int, count: int, request: bytes, timeout: float = 60) -> list:
+    """Open ``count`` keep-alive connections to 127.0.0.1:PORT, send
+    ``request`` on each and read its whole answer (a small response whose
+    header ends the read), leaving them open and idle. Returns the sockets
+    (the caller closes them); raises if an answer is not a 200."""
+    import socket
+    import selectors
+    socks = []
+    sel = selectors.DefaultSelector()
+    pending = {}
+    deadline = time.monotonic() + timeout
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(request)
+            s.setblocking(False)
+            socks.append(s)
+            pending[s] = b""
+            sel.register(s, selectors.EVENT_READ)
+            # keep a bounded number in flight: the listener's backlog stays small
+            while len(pending) > 64:
+                _drain(sel, pending, deadline)
+        while pending:
+            _drain(sel, pending, deadline)
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    finally:
+        sel.close()
+    return socks
+
+
+def _drain(sel, pending: dict, deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"{len(pending)} idle-connection requests unanswered")
+    for key, _ in sel.select(timeout=1):
+        s = key.fileobj
+        data = s.recv(65536)
+        if not data:
+            raise RuntimeError("pullgate closed a connection before answering")
+        pending[s] += data
+        buf = pending[s]
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            continue
+        head = buf[:end].decode("latin-1")
+        if not head.startswith("HTTP/1.1 200"):
+            raise RuntimeError(f"idle-connection request answered {head.splitlines()[0]!r}")
+        m = re.search(r"(?im)^content-length:\s*(\d+)", head)
+        if len(buf) - end - 4 >= (int(m.group(1)) if m else 0):
+            sel.unregister(s)
+            del pending[s]

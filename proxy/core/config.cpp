@@ -130,11 +130,11 @@ void parse_registries(const context& ctx, const YAML::Node& node, config& cfg) {
 void parse_limits(const context& ctx, const YAML::Node& node, struct limits& l) {
     constexpr std::string_view key = "limits";
     expect_map(ctx, node, key);
-    reject_unknown_keys(
-        ctx, node, key,
-        {"maxConnections", "maxHeaderBytes", "maxManifestBytes", "relayBufferBytes", "relayBufferTotalBytes",
-         "clientHeaderTimeoutSeconds", "clientIdleTimeoutSeconds", "upstreamConnectTimeoutSeconds",
-         "upstreamStallTimeoutSeconds", "upstreamIdleTimeoutSeconds", "shutdownGraceSeconds", "maxRedirects"});
+    reject_unknown_keys(ctx, node, key,
+                        {"maxConnections", "maxHeaderBytes", "maxManifestBytes", "relayBufferBytes",
+                         "relayBufferTotalBytes", "clientHeaderTimeoutSeconds", "clientIdleTimeoutSeconds",
+                         "upstreamConnectTimeoutSeconds", "upstreamStallTimeoutSeconds", "upstreamIdleTimeoutSeconds",
+                         "shutdownGraceSeconds", "maxRedirects", "maxUpstreamConnectionsPerOrigin"});
     auto size = [&](const char* name, std::size_t& out, std::uint64_t max) {
         if (auto v = node[name]) out = get_positive(ctx, v, join(key, name), max);
     };
@@ -146,6 +146,7 @@ void parse_limits(const context& ctx, const YAML::Node& node, struct limits& l) 
     size("maxManifestBytes", l.max_manifest_bytes, 64 * 1024 * 1024);
     size("relayBufferBytes", l.relay_buffer_bytes, 16 * 1024 * 1024);
     size("relayBufferTotalBytes", l.relay_buffer_total_bytes, 1024 * 1024 * 1024);
+    size("maxUpstreamConnectionsPerOrigin", l.max_upstream_connections_per_origin, 100000);
     seconds("clientHeaderTimeoutSeconds", l.client_header_timeout);
     seconds("clientIdleTimeoutSeconds", l.client_idle_timeout);
     seconds("upstreamConnectTimeoutSeconds", l.upstream_connect_timeout);
@@ -264,8 +265,17 @@ config parse_config(std::string_view yaml_text, std::string_view source) {
         if (auto v = root["registries"]) parse_registries(ctx, v, cfg);
         if (auto v = root["decisionLog"]; v && !v.IsNull()) {
             expect_map(ctx, v, "decisionLog");
-            reject_unknown_keys(ctx, v, "decisionLog", {"path"});
+            reject_unknown_keys(ctx, v, "decisionLog", {"path", "onWriteError"});
             if (auto p = v["path"]) cfg.decision_log_path = get_path(ctx, p, "decisionLog.path");
+            if (auto p = v["onWriteError"]) {
+                const std::string mode = get_string(ctx, p, "decisionLog.onWriteError");
+                if (mode == "serve")
+                    cfg.decision_log_on_write_error = log_write_error_policy::serve;
+                else if (mode == "deny")
+                    cfg.decision_log_on_write_error = log_write_error_policy::deny;
+                else
+                    ctx.fail(p, "decisionLog.onWriteError", "expected serve or deny, got '" + mode + "'");
+            }
         }
         if (auto v = root["limits"]; v && !v.IsNull()) parse_limits(ctx, v, cfg.limits);
         if (auto v = root["threads"]) cfg.threads = static_cast<unsigned>(get_positive(ctx, v, "threads", 256));

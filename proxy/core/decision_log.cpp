@@ -1,9 +1,12 @@
 #include "pullgate/decision_log.hpp"
 
-#include <spdlog/sinks/basic_file_sink.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <stdexcept>
@@ -11,15 +14,33 @@
 namespace pullgate {
 namespace {
 
-std::shared_ptr<spdlog::logger> open_logger(const std::string& path) {
+constexpr auto report_interval = std::chrono::seconds(10);
+
+// Opens `path` for appending (creating it and its directory). Returns the fd,
+// or -1 with errno set.
+int open_append(const std::string& path) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-    auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
-    auto logger = std::make_shared<spdlog::logger>("decisions", std::move(sink));
-    logger->set_pattern("%v");
-    logger->set_level(spdlog::level::info);
-    logger->flush_on(spdlog::level::info);  // `tail -f` sees each line as the request ends
-    return logger;
+    return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+// Writes all of `line` with as few write(2) calls as the kernel allows.
+// Returns 0, or the errno of the failure.
+int write_all(int fd, std::string_view line) {
+    while (!line.empty()) {
+        const ssize_t n = ::write(fd, line.data(), line.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (n == 0) return EIO;
+        line.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return 0;
+}
+
+std::string error_text_of(int error) {
+    return std::strerror(error);
 }
 
 }  // namespace
@@ -48,8 +69,12 @@ std::string to_json_line(const decision_record& r) {
     j["repository"] = r.repository;
     j["kind"] = r.kind;
     j["reference"] = r.reference;
-    j["decision"] = r.decision;
-    j["reason"] = r.reason;
+    if (r.digest.empty())
+        j["digest"] = nullptr;
+    else
+        j["digest"] = r.digest;
+    j["decision"] = to_string(r.decision);
+    j["reason"] = to_string(r.reason);
     j["rule"] = r.rule;
     j["credential"] = r.credential;
     j["status"] = r.status;
@@ -62,35 +87,89 @@ std::string to_json_line(const decision_record& r) {
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-decision_log::decision_log(std::string path) : path_(std::move(path)) {
-    try {
-        logger_ = open_logger(path_);
-    } catch (const spdlog::spdlog_ex& e) {
-        throw std::runtime_error("decision log " + path_ + ": " + e.what());
+decision_log::decision_log(std::string path, log_write_error_policy policy, metrics* stats)
+    : path_(std::move(path)), policy_(policy), stats_(stats) {
+    fd_ = open_append(path_);
+    if (fd_ < 0) throw std::runtime_error("decision log " + path_ + ": cannot open: " + error_text_of(errno));
+}
+
+decision_log::~decision_log() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool decision_log::write(const decision_record& r) {
+    std::string line = to_json_line(r);
+    line += '\n';
+    std::lock_guard lock(mutex_);
+    if (const int error = write_all(fd_, line)) {
+        note_failure(error);
+        return false;
+    }
+    if (failing_) note_success();
+    return true;
+}
+
+void decision_log::note_failure(int error) {
+    ++lost_in_period_;
+    ++lost_total_;
+    last_errno_ = error;
+    if (stats_) stats_->count_decision_log_error();
+    const auto now = std::chrono::steady_clock::now();
+    const char* consequence =
+        policy_ == log_write_error_policy::deny
+            ? "pulls are refused with 503 until it can be written (decisionLog.onWriteError: deny)"
+            : "pulls are still served (decisionLog.onWriteError: serve)";
+    if (!failing_) {
+        failing_ = true;
+        failing_since_ = std::chrono::system_clock::now();
+        last_report_ = now;
+        lost_reported_ = lost_in_period_;
+        spdlog::error("decision log {}: cannot write a line ({}): decision lines are being lost; {}", path_,
+                      error_text_of(error), consequence);
+    } else if (now - last_report_ >= report_interval) {
+        spdlog::error("decision log {}: still failing ({}): {} lines lost since {} ({} since the last report); {}",
+                      path_, error_text_of(error), lost_in_period_, rfc3339_ms(failing_since_),
+                      lost_in_period_ - lost_reported_, consequence);
+        last_report_ = now;
+        lost_reported_ = lost_in_period_;
     }
 }
 
-decision_log::~decision_log() = default;
+void decision_log::note_success() {
+    spdlog::warn("decision log {}: writable again; {} lines were lost since {}", path_, lost_in_period_,
+                 rfc3339_ms(failing_since_));
+    failing_ = false;
+    lost_in_period_ = 0;
+    lost_reported_ = 0;
+}
 
-void decision_log::write(const decision_record& r) {
-    std::shared_ptr<spdlog::logger> logger;
-    {
-        std::lock_guard lock(mutex_);
-        logger = logger_;
+bool decision_log::refuses_requests() const {
+    if (policy_ != log_write_error_policy::deny) return false;
+    std::lock_guard lock(mutex_);
+    return failing_;
+}
+
+std::string decision_log::status_line() const {
+    std::lock_guard lock(mutex_);
+    if (!failing_) {
+        if (lost_total_ == 0) return "decision log: ok";
+        return "decision log: ok (" + std::to_string(lost_total_) + " lines lost earlier)";
     }
-    logger->info(to_json_line(r));
+    return "decision log: FAILING since " + rfc3339_ms(failing_since_) + " (" + error_text_of(last_errno_) + "), " +
+           std::to_string(lost_in_period_) + " lines lost; " +
+           (policy_ == log_write_error_policy::deny ? "pulls refused" : "pulls served");
 }
 
 bool decision_log::reopen(std::string* error) {
-    try {
-        auto fresh = open_logger(path_);
-        std::lock_guard lock(mutex_);
-        logger_ = std::move(fresh);
-        return true;
-    } catch (const spdlog::spdlog_ex& e) {
-        if (error) *error = e.what();
+    const int fresh = open_append(path_);
+    if (fresh < 0) {
+        if (error) *error = "cannot open " + path_ + ": " + error_text_of(errno);
         return false;
     }
+    std::lock_guard lock(mutex_);
+    ::close(fd_);
+    fd_ = fresh;
+    return true;
 }
 
 }  // namespace pullgate

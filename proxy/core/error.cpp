@@ -5,23 +5,23 @@
 namespace pullgate {
 
 failure bad_request(std::string code, std::string message) {
-    return {400, std::move(code), std::move(message), "bad_request"};
+    return {400, std::move(code), std::move(message), reason_code::bad_request};
 }
 
-failure not_found(std::string code, std::string message, std::string reason) {
-    return {404, std::move(code), std::move(message), std::move(reason)};
+failure not_found(std::string code, std::string message, reason_code reason) {
+    return {404, std::move(code), std::move(message), reason};
 }
 
-failure denied(std::string message, std::string reason) {
-    return {403, "DENIED", std::move(message), std::move(reason)};
+failure denied(std::string message, reason_code reason) {
+    return {403, "DENIED", std::move(message), reason};
 }
 
 failure unsupported(std::string message) {
-    return {405, "UNSUPPORTED", std::move(message), "unsupported"};
+    return {405, "UNSUPPORTED", std::move(message), reason_code::unsupported};
 }
 
-failure upstream_failure(unsigned status, std::string message, std::string reason) {
-    return {status, "UNAVAILABLE", std::move(message), std::move(reason)};
+failure upstream_failure(unsigned status, std::string message, reason_code reason) {
+    return {status, "UNAVAILABLE", std::move(message), reason};
 }
 
 std::string oci_error_body(const failure& f) {

@@ -23,9 +23,9 @@ std::string label(std::string_view v) {
 
 }  // namespace
 
-void metrics::count_request(std::string_view decision, std::string_view reason) {
+void metrics::count_request(verdict decision, reason_code reason) {
     std::lock_guard lock(mutex_);
-    ++requests_[{std::string(decision), std::string(reason)}];
+    ++requests_[{std::string(to_string(decision)), std::string(to_string(reason))}];
 }
 
 void metrics::observe_upstream_latency(double seconds) {
@@ -36,9 +36,9 @@ void metrics::observe_upstream_latency(double seconds) {
     latency_sum_ += seconds;
 }
 
-std::uint64_t metrics::requests(std::string_view decision, std::string_view reason) const {
+std::uint64_t metrics::requests(verdict decision, reason_code reason) const {
     std::lock_guard lock(mutex_);
-    auto it = requests_.find({std::string(decision), std::string(reason)});
+    auto it = requests_.find({std::string(to_string(decision)), std::string(to_string(reason))});
     return it == requests_.end() ? 0 : it->second;
 }
 
@@ -101,6 +101,9 @@ std::string metrics::render(std::uint64_t token_cache_hits, std::string_view ver
        << "# TYPE pullgate_config_reloads_total counter\n"
        << "pullgate_config_reloads_total{result=\"success\"} " << reloads_ok_.load() << "\n"
        << "pullgate_config_reloads_total{result=\"failure\"} " << reloads_failed_.load() << "\n"
+       << "# HELP pullgate_decision_log_errors_total Decision log lines that could not be written.\n"
+       << "# TYPE pullgate_decision_log_errors_total counter\n"
+       << "pullgate_decision_log_errors_total " << decision_log_errors_.load() << "\n"
        << "# HELP pullgate_upstream_tls_handshakes_total TLS handshakes with upstreams, by session resumption.\n"
        << "# TYPE pullgate_upstream_tls_handshakes_total counter\n"
        << "pullgate_upstream_tls_handshakes_total{resumed=\"false\"} " << tls_full_.load() << "\n"

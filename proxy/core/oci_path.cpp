@@ -139,16 +139,17 @@ boost::system::result<oci_request, failure> parse_request_target(std::string_vie
         return req;
     }
     constexpr std::string_view prefix = "/v2/";
-    if (!path.starts_with(prefix)) return not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request");
+    if (!path.starts_with(prefix))
+        return not_found("NAME_UNKNOWN", "not an OCI distribution API path", reason_code::bad_request);
     std::string_view rest = path.substr(prefix.size());
 
     // Split off the last two segments: <name>/<action>/<arg>
     auto last = rest.rfind('/');
     if (last == std::string_view::npos || last == 0)
-        return not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request");
+        return not_found("NAME_UNKNOWN", "not an OCI distribution API path", reason_code::bad_request);
     auto second = rest.rfind('/', last - 1);
     if (second == std::string_view::npos)
-        return not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request");
+        return not_found("NAME_UNKNOWN", "not an OCI distribution API path", reason_code::bad_request);
     std::string_view name = rest.substr(0, second);
     std::string_view action = rest.substr(second + 1, last - second - 1);
     std::string_view arg = rest.substr(last + 1);
@@ -162,7 +163,7 @@ boost::system::result<oci_request, failure> parse_request_target(std::string_vie
     else if (action == "referrers")
         req.kind = request_kind::referrers;
     else
-        return not_found("NAME_UNKNOWN", "not an OCI distribution API path", "bad_request");
+        return not_found("NAME_UNKNOWN", "not an OCI distribution API path", reason_code::bad_request);
 
     if (!is_valid_repository(name)) return bad_request("NAME_INVALID", "invalid repository name");
     req.repository = std::string(name);
@@ -176,7 +177,7 @@ boost::system::result<oci_request, failure> parse_request_target(std::string_vie
                 return not_found("MANIFEST_UNKNOWN",
                                  "manifest unknown: the reference is not a valid tag or digest (tags: "
                                  "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}; digests: sha256:<64 hex> or sha512:<128 hex>)",
-                                 "bad_request");
+                                 reason_code::bad_request);
             req.reference = std::string(arg);
             break;
         // A malformed digest is 400 DIGEST_INVALID, as distribution answers a

@@ -61,11 +61,12 @@ bool matches(const registry_pattern& pattern, const registry_name& registry, std
 
 policy_decision decide(const std::vector<policy_rule>& allow_list, const std::vector<policy_rule>& credential_keys,
                        const registry_name& registry, std::string_view repository, bool anonymous_unlisted) {
-    if (const auto* r = best_match(allow_list, registry, repository)) return {true, "allowlisted", r->text, {}};
+    if (const auto* r = best_match(allow_list, registry, repository))
+        return {true, reason_code::allowlisted, r->text, {}};
     if (const auto* r = best_match(credential_keys, registry, repository))
-        return {true, "has_credentials", r->text, {}};
-    if (anonymous_unlisted) return {true, "anonymous_unlisted", {}, {}};
-    return {false, "not_allowlisted", {}, registry.key()};
+        return {true, reason_code::has_credentials, r->text, {}};
+    if (anonymous_unlisted) return {true, reason_code::anonymous_unlisted, {}, {}};
+    return {false, reason_code::not_allowlisted, {}, registry.key()};
 }
 
 }  // namespace pullgate

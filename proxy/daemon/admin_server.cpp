@@ -84,6 +84,7 @@ asio::awaitable<void> admin_server::run_session(tcp::socket socket) {
             const bool ready = hooks_.ready();
             res.result(ready ? http::status::ok : http::status::service_unavailable);
             res.body() = ready ? "ready\n" : "not ready\n";
+            if (hooks_.readiness_detail) res.body() += hooks_.readiness_detail();
         } else if (path == "/metrics") {
             res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
             res.body() = hooks_.render_metrics();

@@ -152,12 +152,13 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
     out << "image:      " << ref->canonical() << "\n"
         << "registry:   " << ref->registry.key() << " (pulled from " << at.key() << ")\n"
         << "repository: " << ref->repository << "\n"
-        << "decision:   " << (d.allowed ? "allow" : "deny") << " (" << d.reason << ")\n";
-    if (d.reason == "anonymous_unlisted") {
+        << "decision:   " << (d.allowed ? "allow" : "deny") << " (" << to_string(d.reason) << ")\n";
+    if (d.reason == reason_code::anonymous_unlisted) {
         out << "rule:       none (unlistedRegistries: anonymous)\n";
     } else if (d.allowed) {
         out << "rule:       " << d.rule
-            << (d.reason == "allowlisted" ? " (containerRegistry.privateBaseImageAllowList)" : " (credentials key)")
+            << (d.reason == reason_code::allowlisted ? " (containerRegistry.privateBaseImageAllowList)"
+                                                     : " (credentials key)")
             << "\n";
     } else {
         out << "to allow:   add \"" << d.suggestion << "\" to containerRegistry.privateBaseImageAllowList"
@@ -166,7 +167,7 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
     }
     if (!d.allowed) {
         out << "credential: " << source.name << " (not used: the pull is denied)\n";
-    } else if (d.reason == "anonymous_unlisted") {
+    } else if (d.reason == reason_code::anonymous_unlisted) {
         out << "credential: anonymous (unlisted registries get no credentials from any source)\n";
     } else if (source.type == credential_source::kind::helper) {
         const std::string where = credential_resolver::find_helper(cfg.credential_helpers.path, source.helper);

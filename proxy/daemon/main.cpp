@@ -191,7 +191,8 @@ int serve(const args& a) {
         if (c.admin_listen) {
             admin_server::hooks hooks{
                 [&] { return ready.load(); },
-                [&] { return stats.render(srv->current()->auth->shared_cache()->hits(), pullgate::version); }};
+                [&] { return stats.render(srv->current()->auth->shared_cache()->hits(), pullgate::version); },
+                [&] { return srv->current()->log->status_line() + "\n"; }};
             admin = std::make_unique<admin_server>(ioc, *c.admin_listen, std::move(hooks));
         }
     } catch (const std::exception& e) {

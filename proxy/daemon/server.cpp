@@ -119,98 +119,115 @@ asio::awaitable<void> server::run_session(tcp::socket socket, session_executor e
     } unregister{*this, key};
 
     if (active > rt->cfg->limits.max_connections) {
-        // Answered without reading the request: a clear 503 instead of a silent reset.
-        const failure f = upstream_failure(503, "too many connections: limits.maxConnections reached", "overloaded");
-        client_request dummy{http::verb::get, "/", 11};
-        decision_record rec;
-        co_await write_error(stream, f, dummy, false, rt->cfg->limits, rec.bytes);
-        rec.ts = std::chrono::system_clock::now();
-        rec.client = client;
-        rec.decision = "error";
-        rec.reason = f.reason;
-        rec.status = f.status;
-        rt->log->write(rec);
-        stats.count_request(rec.decision, rec.reason);
-        spdlog::warn("refused a connection from {}: {} open, limits.maxConnections is {}", client, active - 1,
-                     rt->cfg->limits.max_connections);
+        co_await refuse_overloaded(stream, client, *rt, active - 1);
         co_return;
     }
 
     beast::flat_buffer buffer;
-    error_code ec;
-
     bool first_request = true;
     while (!stopping_) {
         // Idle wait for the first byte of the next request (a new connection
         // that sends nothing gets only the header timeout)...
         entry.idle = true;
-        if (buffer.size() == 0) {
-            stream.expires_after(first_request ? rt->cfg->limits.client_header_timeout
-                                               : rt->cfg->limits.client_idle_timeout);
-            std::size_t n =
-                co_await stream.async_read_some(buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
-            buffer.commit(n);
-        }
+        const bool arrived = co_await wait_for_request(stream, buffer, first_request, rt->cfg->limits);
         entry.idle = false;
         first_request = false;
-        if (ec || stopping_) break;
-
+        if (!arrived || stopping_) break;
         // Every request runs on the snapshot current when it arrives: a reload
         // applies to the next request even on a connection that sat idle.
         rt = rt_.load();
-        const limits& lim = rt->cfg->limits;
-        buffer.max_size(lim.max_header_bytes + 4096);
-
-        // ...then the whole header within the header timeout (slow clients cannot hold a slot).
-        http::request_parser<http::empty_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
-        parser.body_limit(0);
-        stream.expires_after(lim.client_header_timeout);
-        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-
-        const auto started_at = std::chrono::system_clock::now();
-        const auto started = std::chrono::steady_clock::now();
-        decision_record rec;
-        rec.ts = started_at;
-        char id[32];
-        std::snprintf(id, sizeof id, "%08x%08llx", id_prefix_, static_cast<unsigned long long>(next_id_++));
-        rec.id = id;
-        rec.client = client;
-
-        bool keep_alive = false;
-        if (ec) {
-            if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-                ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
-                break;  // the client went away or stalled; nothing to answer
-            rec.method = std::string(parser.get().method_string());
-            failure f = bad_request("UNSUPPORTED", "malformed HTTP request: " + ec.message());
-            rec.decision = "error";
-            rec.reason = f.reason;
-            rec.status = f.status;
-            co_await write_error(stream, f, parser.get(), false, lim, rec.bytes);
-        } else {
-            const client_request& req = parser.get();
-            rec.method = std::string(req.method_string());
-            request_context ctx{*rt, req, stream, client, rec.id};
-            try {
-                keep_alive = co_await handle_pull(ctx, rec);
-            } catch (const std::exception& e) {
-                // A bug, not input: log it, cut this connection, keep the daemon.
-                spdlog::error("[{}] request failed: {}", rec.id, e.what());
-                rec.decision = "error";
-                rec.reason = "internal_error";
-                keep_alive = false;
-            }
-        }
-        rec.duration_ms = static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
-        rt->log->write(rec);
-        stats.count_request(rec.decision, rec.reason);
-        stats.add_bytes(rec.bytes);
-        if (!keep_alive) break;
+        if (!co_await serve_request(stream, buffer, client, *rt)) break;
     }
+    error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream.close();
+}
+
+asio::awaitable<bool> server::wait_for_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, bool first,
+                                               const limits& lim) {
+    if (buffer.size() > 0) co_return true;  // pipelined: the next request is already here
+    error_code ec;
+    stream.expires_after(first ? lim.client_header_timeout : lim.client_idle_timeout);
+    const std::size_t n =
+        co_await stream.async_read_some(buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+    buffer.commit(n);
+    co_return !ec;
+}
+
+asio::awaitable<void> server::refuse_overloaded(beast::tcp_stream& stream, const std::string& client, const runtime& rt,
+                                                std::size_t open) {
+    // Answered without reading the request: a clear 503 instead of a silent reset.
+    const failure f =
+        upstream_failure(503, "too many connections: limits.maxConnections reached", reason_code::overloaded);
+    client_request dummy{http::verb::get, "/", 11};
+    decision_record rec;
+    co_await write_error(stream, f, dummy, false, rt.cfg->limits, rec.bytes);
+    rec.ts = std::chrono::system_clock::now();
+    rec.client = client;
+    rec.decision = verdict::error;
+    rec.reason = f.reason;
+    rec.status = f.status;
+    rt.log->write(rec);
+    rt.stats->count_request(rec.decision, rec.reason);
+    spdlog::warn("refused a connection from {}: {} open, limits.maxConnections is {}", client, open,
+                 rt.cfg->limits.max_connections);
+}
+
+asio::awaitable<bool> server::serve_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                            const std::string& client, const runtime& rt) {
+    const limits& lim = rt.cfg->limits;
+    buffer.max_size(lim.max_header_bytes + 4096);
+    // The whole header within the header timeout (slow clients cannot hold a
+    // slot). Only the header: a body is never read (nothing is pushed).
+    http::request_parser<http::empty_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
+    stream.expires_after(lim.client_header_timeout);
+    error_code ec;
+    co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+
+    const auto started = std::chrono::steady_clock::now();
+    decision_record rec;
+    rec.ts = std::chrono::system_clock::now();
+    char id[32];
+    std::snprintf(id, sizeof id, "%08x%08llx", id_prefix_, static_cast<unsigned long long>(next_id_++));
+    rec.id = id;
+    rec.client = client;
+
+    bool keep_alive = false;
+    if (ec) {
+        if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::connection_reset ||
+            ec == asio::error::operation_aborted)
+            co_return false;  // the client went away or stalled; nothing to answer
+        rec.method = std::string(parser.get().method_string());
+        failure f = bad_request("UNSUPPORTED", "malformed HTTP request: " + ec.message());
+        rec.decision = verdict::error;
+        rec.reason = f.reason;
+        rec.status = f.status;
+        co_await write_error(stream, f, parser.get(), false, lim, rec.bytes);
+    } else {
+        client_request& req = parser.get();
+        rec.method = std::string(req.method_string());
+        // A request with a body (PUT, PATCH, POST of a push; a GET with a
+        // body) is answered from its header; its body is never read, so the
+        // connection closes after the answer.
+        if (!parser.is_done()) req.keep_alive(false);
+        request_context ctx{rt, req, stream, client, rec.id};
+        try {
+            keep_alive = co_await handle_pull(ctx, rec);
+        } catch (const std::exception& e) {
+            // A bug, not input: log it, cut this connection, keep the daemon.
+            spdlog::error("[{}] request failed: {}", rec.id, e.what());
+            rec.decision = verdict::error;
+            rec.reason = reason_code::internal_error;
+            keep_alive = false;
+        }
+    }
+    rec.duration_ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
+    rt.log->write(rec);
+    rt.stats->count_request(rec.decision, rec.reason);
+    rt.stats->add_bytes(rec.bytes);
+    co_return keep_alive;
 }
 
 asio::awaitable<void> server::shutdown(std::chrono::steady_clock::duration grace) {

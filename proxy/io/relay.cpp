@@ -27,7 +27,7 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-// Headers a registry client needs, passed through unchanged (DESIGN §4).
+// Headers a registry client needs, passed through unchanged (docs/ARCHITECTURE.md, "Relay").
 constexpr std::array<http::field, 9> passed_fields = {
     http::field::content_type,  http::field::etag,          http::field::content_range,
     http::field::accept_ranges, http::field::last_modified, http::field::content_encoding,
@@ -70,13 +70,23 @@ asio::awaitable<void> watch_relay(relay_clock& clock, asio::ip::tcp::socket& up,
     }
 }
 
+// Finishes the body hash: records the digest; false (digest_mismatch) when
+// it must be verified and does not match.
+bool finish_hash(body_hash& hashing, relay_result& result) {
+    const bool matches = hashing.hash->matches();
+    result.body_digest = hashing.hash->actual();
+    if (!hashing.verify || matches) return true;
+    result.outcome = relay_outcome::digest_mismatch;
+    return false;
+}
+
 // The body of a Content-Length response, moved with non-blocking reads and
 // writes: decrypt as many TLS records as are there (up to the buffer), hash,
 // write, and only wait on the event loop when a socket is not ready. This
 // keeps a relay to a few event-loop turns per buffer instead of a chain of
 // composed-operation completions per TLS record.
 asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast::tcp_stream& down,
-                                               std::uint64_t remaining, digester* verify, std::span<char> buffer,
+                                               std::uint64_t remaining, body_hash hashing, std::span<char> buffer,
                                                relay_clock& clock) {
     relay_result result;
     auto& up_socket = conn.tcp().socket();
@@ -85,7 +95,7 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
     up_socket.non_blocking(true, ec);
     down_socket.non_blocking(true, ec);
     if (ec) {
-        result.failure = "client_closed";
+        result.outcome = relay_outcome::client_closed;
         co_return result;
     }
     auto wait = [&](asio::ip::tcp::socket& s, asio::socket_base::wait_type what, relay_clock::side side) {
@@ -101,12 +111,16 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
             fill = asio::buffer_copy(asio::buffer(buffer.data(), std::min<std::uint64_t>(buffer.size(), remaining)),
                                      conn.buffer.data());
             conn.buffer.consume(fill);
+            if (hashing.hash) hashing.hash->update(buffer.first(fill));
         }
         while (fill < buffer.size() && fill < remaining) {
             const std::size_t want =
                 static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size() - fill, remaining - fill));
             const std::size_t n =
                 conn.visit([&](auto& s) { return s.read_some(asio::buffer(buffer.data() + fill, want), ec); });
+            // Hash each decrypted record (at most 16 KiB) while it is still in
+            // the L1 cache, not the whole buffer after it has left it.
+            if (hashing.hash && n > 0) hashing.hash->update(buffer.subspan(fill, n));
             fill += n;
             if (ec == asio::error::would_block || ec == asio::error::try_again) {
                 ec = {};
@@ -118,18 +132,13 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
             if (ec || n == 0) break;
         }
         if (ec || fill == 0) {
-            result.failure = clock.timed_out ? "upstream_timeout" : "upstream_reset";
+            result.outcome = clock.timed_out ? relay_outcome::upstream_timeout : relay_outcome::upstream_reset;
             co_return result;
         }
         remaining -= fill;
-        if (verify) {
-            verify->update(buffer.first(fill));
+        if (hashing.hash) {
             // Withhold the final bytes: the client must never complete a wrong blob.
-            if (remaining == 0 && !verify->matches()) {
-                result.failure = "digest_mismatch";
-                result.actual_digest = verify->actual();
-                co_return result;
-            }
+            if (remaining == 0 && !finish_hash(hashing, result)) co_return result;
         }
         std::size_t sent = 0;
         while (sent < fill) {
@@ -139,84 +148,28 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
                 co_await wait(down_socket, asio::socket_base::wait_write, relay_clock::side::client);
             }
             if (ec) {
-                result.failure = clock.timed_out ? "client_timeout" : "client_closed";
+                result.outcome = clock.timed_out ? relay_outcome::client_timeout : relay_outcome::client_closed;
                 co_return result;
             }
         }
         clock.waiting = relay_clock::side::none;
         result.bytes += fill;
     }
-    result.complete = true;
+    result.outcome = relay_outcome::complete;
     co_return result;
 }
 
-}  // namespace
-
-downstream_header make_downstream_header(const upstream_parser::value_type& up, unsigned version, bool keep_alive) {
-    downstream_header h;
-    h.version(version);
-    h.result(up.result_int());
-    for (const auto& field : up) {
-        const auto name = field.name_string();
-        bool pass = std::find(passed_fields.begin(), passed_fields.end(), field.name()) != passed_fields.end() ||
-                    is_rate_limit_header(name);
-        for (auto n : passed_names) pass = pass || beast::iequals(name, n);
-        if (pass) h.insert(field.name(), name, field.value());
-    }
-    if (auto len = up.find(http::field::content_length); len != up.end())
-        h.set(http::field::content_length, len->value());
-    else if (up.result() != http::status::no_content && up.result() != http::status::not_modified)
-        h.chunked(true);
-    h.keep_alive(keep_alive);
-    return h;
-}
-
-asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& down, downstream_header& header,
-                                    bool header_only, digester* verify, relay_buffers& buffers, const limits& lim) {
+// Chunked (or otherwise unsized) bodies, through Beast's parser: the end
+// shows only after the last data, so each read is held back until the next
+// one arrives. On a digest mismatch the final read's bytes are never sent.
+asio::awaitable<relay_result> relay_parsed_body(upstream_response& up, beast::tcp_stream& down,
+                                                downstream_header& header,
+                                                http::response_serializer<http::buffer_body>& sr, body_hash hashing,
+                                                std::span<char> buffer, const limits& lim) {
     relay_result result;
     error_code ec;
     auto& parser = *up.parser;
     auto& conn = *up.connection;
-    const unsigned status = header.result_int();
-    header_only = header_only || status == 204 || status == 304 || (status >= 100 && status < 200);
-
-    header.body().data = nullptr;
-    header.body().size = 0;
-    header.body().more = !header_only;
-    http::response_serializer<http::buffer_body> sr{header};
-
-    down.expires_after(lim.client_idle_timeout);
-    co_await http::async_write_header(down, sr, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-        result.failure = "client_closed";
-        co_return result;
-    }
-    if (header_only) {
-        result.complete = true;
-        result.upstream_reusable = parser.is_done() && parser.keep_alive();
-        co_return result;
-    }
-
-    std::optional<std::uint64_t> body_size;
-    if (!parser.chunked() && parser.content_length()) body_size = *parser.content_length();
-    const auto lease = buffers.acquire(body_size, lim);
-    const std::span<char> buffer = lease.bytes();
-
-    // The common case (blobs and manifests with a Content-Length): the fast path.
-    if (!parser.chunked() && parser.content_length() && !parser.is_done()) {
-        relay_clock clock;
-        auto outcome = co_await (relay_sized_body(conn, down, *parser.content_length(), verify, buffer, clock) ||
-                                 watch_relay(clock, conn.tcp().socket(), down.socket(), lim));
-        result = std::get<0>(std::move(outcome));
-        // The raw path read exactly Content-Length bytes: the connection sits at
-        // a message boundary and may be reused if the upstream keeps it alive.
-        result.upstream_reusable = result.complete && parser.keep_alive() && conn.buffer.size() == 0;
-        co_return result;
-    }
-
-    // Chunked (or otherwise unsized) bodies: the end shows only after the
-    // last data, so each read is held back until the next one arrives. On a
-    // digest mismatch the final read's bytes are never sent.
     const std::size_t half = buffer.size() / 2;
     const std::array<std::span<char>, 2> halves = {buffer.first(half), buffer.subspan(half, half)};
     std::size_t current = 0;
@@ -246,29 +199,26 @@ asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& do
             });
             if (ec == http::error::need_buffer) ec = {};
             if (ec) {
-                result.failure = ec == beast::error::timeout ? "upstream_timeout" : "upstream_reset";
+                result.outcome =
+                    ec == beast::error::timeout ? relay_outcome::upstream_timeout : relay_outcome::upstream_reset;
                 co_return result;
             }
             n = into.size() - parser.get().body().size;
         }
         const bool last = parser.is_done();
-        if (verify) {
-            verify->update(into.first(n));
-            if (last && !verify->matches()) {
-                result.failure = "digest_mismatch";
-                result.actual_digest = verify->actual();
-                co_return result;
-            }
+        if (hashing.hash) {
+            hashing.hash->update(into.first(n));
+            if (last && !finish_hash(hashing, result)) co_return result;
         }
         if (n == 0 && !last) continue;  // framing only (a chunk header): nothing to pass on yet
         if (pending > 0 && !co_await write_out(halves[1 - current].first(pending), true)) {
-            result.failure = "client_closed";
+            result.outcome = relay_outcome::client_closed;
             co_return result;
         }
         pending = 0;
         if (last) {
             if (!co_await write_out(into.first(n), false)) {
-                result.failure = "client_closed";
+                result.outcome = relay_outcome::client_closed;
                 co_return result;
             }
             break;
@@ -276,9 +226,93 @@ asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& do
         pending = n;
         current = 1 - current;
     }
-    result.complete = true;
+    result.outcome = relay_outcome::complete;
     result.upstream_reusable = parser.keep_alive();
     co_return result;
+}
+
+}  // namespace
+
+downstream_header make_downstream_header(const upstream_parser::value_type& up, unsigned version, bool keep_alive) {
+    downstream_header h;
+    h.version(version);
+    h.result(up.result_int());
+    for (const auto& field : up) {
+        const auto name = field.name_string();
+        bool pass = std::find(passed_fields.begin(), passed_fields.end(), field.name()) != passed_fields.end() ||
+                    is_rate_limit_header(name);
+        for (auto n : passed_names) pass = pass || beast::iequals(name, n);
+        if (pass) h.insert(field.name(), name, field.value());
+    }
+    if (auto len = up.find(http::field::content_length); len != up.end())
+        h.set(http::field::content_length, len->value());
+    else if (up.result() != http::status::no_content && up.result() != http::status::not_modified)
+        h.chunked(true);
+    h.keep_alive(keep_alive);
+    return h;
+}
+
+reason_code reason_for(relay_outcome o) {
+    switch (o) {
+        case relay_outcome::digest_mismatch:
+            return reason_code::digest_mismatch;
+        case relay_outcome::upstream_reset:
+            return reason_code::upstream_reset;
+        case relay_outcome::upstream_timeout:
+            return reason_code::upstream_timeout;
+        case relay_outcome::client_closed:
+            return reason_code::client_closed;
+        case relay_outcome::client_timeout:
+            return reason_code::client_timeout;
+        case relay_outcome::complete:
+            break;
+    }
+    return reason_code::internal_error;
+}
+
+asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& down, downstream_header& header,
+                                    bool header_only, body_hash hashing, relay_buffers& buffers, const limits& lim) {
+    relay_result result;
+    error_code ec;
+    auto& parser = *up.parser;
+    auto& conn = *up.connection;
+    const unsigned status = header.result_int();
+    header_only = header_only || status == 204 || status == 304 || (status >= 100 && status < 200);
+
+    header.body().data = nullptr;
+    header.body().size = 0;
+    header.body().more = !header_only;
+    http::response_serializer<http::buffer_body> sr{header};
+
+    down.expires_after(lim.client_idle_timeout);
+    co_await http::async_write_header(down, sr, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+        result.outcome = relay_outcome::client_closed;
+        co_return result;
+    }
+    if (header_only) {
+        result.outcome = relay_outcome::complete;
+        result.upstream_reusable = parser.is_done() && parser.keep_alive();
+        co_return result;
+    }
+
+    std::optional<std::uint64_t> body_size;
+    if (!parser.chunked() && parser.content_length()) body_size = *parser.content_length();
+    const auto lease = buffers.acquire(body_size, lim);
+    const std::span<char> buffer = lease.bytes();
+
+    // The common case (blobs and manifests with a Content-Length): the fast path.
+    if (!parser.chunked() && parser.content_length() && !parser.is_done()) {
+        relay_clock clock;
+        auto outcome = co_await (relay_sized_body(conn, down, *parser.content_length(), hashing, buffer, clock) ||
+                                 watch_relay(clock, conn.tcp().socket(), down.socket(), lim));
+        result = std::get<0>(std::move(outcome));
+        // The raw path read exactly Content-Length bytes: the connection sits at
+        // a message boundary and may be reused if the upstream keeps it alive.
+        result.upstream_reusable = result.complete() && parser.keep_alive() && conn.buffer.size() == 0;
+        co_return result;
+    }
+    co_return co_await relay_parsed_body(up, down, header, sr, hashing, buffer, lim);
 }
 
 }  // namespace pullgate

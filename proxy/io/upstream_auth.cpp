@@ -1,12 +1,12 @@
 #include "pullgate/upstream_auth.hpp"
 
+#include "pullgate/notifier.hpp"
 #include "pullgate/version.hpp"
 #include "pullgate/www_authenticate.hpp"
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/field.hpp>
@@ -22,8 +22,9 @@ using boost::system::error_code;
 struct token_flight {
     std::mutex m;
     bool done = false;
-    boost::system::result<std::string, auth_failure> value{boost::system::in_place_error,
-                                                           auth_failure{502, "token_unavailable", "pending"}};
+    boost::system::result<std::string, failure> value{boost::system::in_place_error,
+                                                      upstream_failure(502, "pending", reason_code::token_unavailable)};
+    notifier finished;
 };
 
 namespace {
@@ -31,8 +32,8 @@ namespace {
 constexpr std::size_t max_token_body = 64 * 1024;
 constexpr std::chrono::seconds basic_memory{3600};  // how long "this registry wants Basic" is remembered
 
-using header_result = boost::system::result<std::string, auth_failure>;
-using token_result = boost::system::result<token_response, auth_failure>;
+using header_result = boost::system::result<std::string, failure>;
+using token_result = boost::system::result<token_response, failure>;
 
 std::string base64(std::string_view in) {
     std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
@@ -50,13 +51,14 @@ std::string who(const auth_target& t) {
     return t.cred ? "the stored credentials (" + t.cred->key + ")" : "anonymous access";
 }
 
-auth_failure rejected(const auth_target& t, std::string detail) {
-    return {403, "upstream_auth_failed",
-            "upstream " + t.registry.key() + " rejected " + who(t) + " for " + t.repository + ": " + detail};
+failure rejected(const auth_target& t, std::string detail) {
+    return denied("upstream " + t.registry.key() + " rejected " + who(t) + " for " + t.repository + ": " + detail,
+                  reason_code::upstream_auth_failed);
 }
 
-auth_failure unavailable(const auth_target& t, std::string detail) {
-    return {502, "token_unavailable", "token service of " + t.registry.key() + " failed: " + detail};
+failure unavailable(const auth_target& t, std::string detail) {
+    return upstream_failure(502, "token service of " + t.registry.key() + " failed: " + detail,
+                            reason_code::token_unavailable);
 }
 
 }  // namespace
@@ -108,22 +110,21 @@ asio::awaitable<header_result> upstream_auth::answer(const auth_target& t,
             flight = slot;
         }
         if (!leader) {
-            asio::steady_timer timer(co_await asio::this_coro::executor);
             const auto deadline = std::chrono::steady_clock::now() + 2 * client_.limits().upstream_connect_timeout +
                                   client_.limits().upstream_stall_timeout;
-            while (std::chrono::steady_clock::now() < deadline) {
+            while (true) {
+                const std::uint64_t seen = flight->finished.generation();
                 {
                     std::lock_guard lock(flight->m);
                     if (flight->done) co_return flight->value;
                 }
-                timer.expires_after(std::chrono::milliseconds(5));
-                error_code ec;
-                co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+                if (!co_await flight->finished.wait(seen, deadline))
+                    co_return header_result(boost::system::in_place_error,
+                                            unavailable(t, "timed out waiting for a token"));
             }
-            co_return header_result(boost::system::in_place_error, unavailable(t, "timed out waiting for a token"));
         }
 
-        header_result out(boost::system::in_place_error, auth_failure{});
+        header_result out(boost::system::in_place_error, unavailable(t, "no token"));
         try {
             auto token = co_await fetch_token(t, realm, service, scope);
             if (token) {
@@ -141,6 +142,7 @@ asio::awaitable<header_result> upstream_auth::answer(const auth_target& t,
             flight->value = out;
             flight->done = true;
         }
+        flight->finished.notify_all();
         {
             std::lock_guard lock(flights_mutex_);
             flights_.erase(key);
@@ -161,7 +163,7 @@ asio::awaitable<header_result> upstream_auth::answer(const auth_target& t,
 
 asio::awaitable<token_result> upstream_auth::fetch_token(const auth_target& t, const std::string& realm,
                                                          const std::string& service, const std::string& scope) {
-    auto fail = [](auth_failure f) { return token_result(boost::system::in_place_error, std::move(f)); };
+    auto fail = [](failure f) { return token_result(boost::system::in_place_error, std::move(f)); };
     auto parsed = boost::urls::parse_absolute_uri(realm);
     if (!parsed || !parsed->has_authority() || parsed->host().empty())
         co_return fail(unavailable(t, "the challenge's realm is not an absolute URL"));

@@ -21,8 +21,9 @@ std::shared_ptr<const runtime> make_runtime(config cfg, const runtime* previous,
             spdlog::warn("decision log {}: reopen failed, still writing to the open file: {}", cfg.decision_log_path,
                          error);
         rt->log = previous->log;
+        rt->log->set_policy(cfg.decision_log_on_write_error);  // last: nothing below can fail
     } else {
-        rt->log = std::make_shared<decision_log>(cfg.decision_log_path);
+        rt->log = std::make_shared<decision_log>(cfg.decision_log_path, cfg.decision_log_on_write_error, &stats);
     }
     rt->cfg = std::make_shared<const config>(std::move(cfg));
     return rt;
