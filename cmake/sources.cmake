@@ -24,6 +24,9 @@ set(PULLGATE_CORE_SOURCES
   proxy/core/request_plan.cpp
   proxy/core/node_check.cpp
   proxy/core/watched_files.cpp
+  proxy/core/credential_helper.cpp
+  proxy/core/credential_provider.cpp
+  proxy/core/credential_sources.cpp
 )
 
 # Layer 2: I/O: upstream connections, the relay, token fetches.
@@ -39,6 +42,8 @@ set(PULLGATE_IO_SOURCES
   proxy/io/upstream_auth.cpp
   proxy/io/relay.cpp
   proxy/io/file_watcher.cpp
+  proxy/io/child_process.cpp
+  proxy/io/credential_resolver.cpp
 )
 
 # Layer 3: the request path that strings layers 1 and 2 together.

@@ -20,7 +20,7 @@ build="${BUILD_DIR:-$root/build-fuzz}"
 seconds="${1:-60}"
 shift || true
 jobs="${FUZZ_JOBS:-1}"
-all_targets=(fuzz_oci_path fuzz_registry_name fuzz_www_authenticate fuzz_config fuzz_credentials fuzz_token_response)
+all_targets=(fuzz_oci_path fuzz_registry_name fuzz_www_authenticate fuzz_config fuzz_credentials fuzz_token_response fuzz_credential_output)
 if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [[ "$seconds" -eq 0 ]]; then

@@ -368,7 +368,7 @@ class AuthTest(unittest.TestCase):
         self.assertIn("manifest", {d.get("kind") for d in lines})
         for d in lines:
             self.assertEqual((d.get("decision"), d.get("reason"), d.get("credential"),
-                              d.get("status")), ("allow", "has_credentials", key, 200), d)
+                              d.get("status")), ("allow", "has_credentials", f"auths:{key}", 200), d)
             self.assertIn(d.get("rule"), {key, *rules}, d)
 
     def get(self, pg: h.Pullgate, path: str, ns: str, headers=None) -> h.HttpResponse:
@@ -394,7 +394,7 @@ class AuthTest(unittest.TestCase):
                                   what=f"decision line for {registry}/{repo}")
         d = lines_for(pg, since, registry, repo)[-1]
         self.assertEqual((d.get("reason"), d.get("status"), d.get("credential")),
-                         ("upstream_auth_failed", 403, key), d)
+                         ("upstream_auth_failed", 403, f"auths:{key}"), d)
         self.assertIn(d.get("decision"), ("deny", "error"), d)
         del lines
 
@@ -430,7 +430,7 @@ class A_Htpasswd(AuthTest):
                           what="the decision line of the failed pull")
         for d in lines_for(pg, since, reg.host, "pg/auth"):
             self.assertEqual((d.get("reason"), d.get("status"), d.get("credential")),
-                             ("upstream_auth_failed", 403, reg.host), d)
+                             ("upstream_auth_failed", 403, f"auths:{reg.host}"), d)
 
         since = len(pg.decisions())
         r = self.get(pg, "/v2/pg/auth/manifests/v1", ns=reg.host)
@@ -471,7 +471,7 @@ class A_Htpasswd(AuthTest):
         r = self.get(pg, "/v2/pg/auth/manifests/v1", ns=reg.host)
         self.assertEqual(r.status, 200, pg.diagnostics())
         d = self.wait_decisions(pg, lambda ls: ls, what="a decision line")[-1]
-        self.assertEqual((d.get("reason"), d.get("credential")), ("has_credentials", reg.host), d)
+        self.assertEqual((d.get("reason"), d.get("credential")), ("has_credentials", f"auths:{reg.host}"), d)
         self.stop(pg)
 
     def test_a5_client_authorization_is_not_forwarded(self):

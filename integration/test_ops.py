@@ -948,12 +948,12 @@ class G_CommandLine(OpsTest):
         self.assertEqual((f["registry"].split()[0], f["repository"]), ("build.corp.example", "team/app"))
         self.assertTrue(f["decision"].startswith("allow"), f)
         self.assertTrue(f["rule"].startswith("*.corp.example"), f)
-        self.assertTrue(f["credential"].startswith("none"), f)
+        self.assertTrue(f["credential"].startswith("anonymous"), f)
 
         cp, f = explain("ghcr.io/acme/tool@sha256:" + "ab" * 32)
         self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
         self.assertTrue(f["rule"].startswith("ghcr.io/acme"), f)
-        self.assertEqual(f["credential"], "ghcr.io/acme")
+        self.assertEqual(f["credential"], "auths:ghcr.io/acme")
 
         for ref, registry in (("quay.io/foo/bar:1", "quay.io"),
                               ("a.b.corp.example/x:1", "a.b.corp.example"),
@@ -971,7 +971,7 @@ class G_CommandLine(OpsTest):
         self.assertEqual(f["image"], "docker.io/library/alpine:latest")
         self.assertEqual(f["registry"].split()[0], "docker.io")
         self.assertEqual(f["repository"], "library/alpine")
-        self.assertEqual(f["credential"], "https://index.docker.io/v1/")
+        self.assertEqual(f["credential"], "auths:https://index.docker.io/v1/")
 
         cp, _ = explain("Not//A:Ref")
         self.assertEqual(cp.returncode, 2, cp.stdout)

@@ -11,7 +11,8 @@ build="build-essential cmake pkg-config libboost1.81-dev libboost-url1.81-dev li
        libtomlplusplus-dev clang-format"
 test="docker-registry containerd runc skopeo apache2-utils openssl iproute2 iptables curl
       python3 python3-grpcio podman buildah python3-yaml ca-certificates
-      ccache debhelper dpkg-dev fakeroot lintian mmdebstrap systemd-container"
+      ccache debhelper dpkg-dev fakeroot lintian mmdebstrap systemd-container
+      golang-docker-credential-helpers pass gnupg"
 
 missing=""
 for p in $build $test ${PULLGATE_EXTRA_PACKAGES:-}; do

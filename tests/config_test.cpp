@@ -488,3 +488,52 @@ TEST_CASE("parse_config: node.* and reload.watchFiles") {
     CHECK(error_of("node:\n  certDir: /x\n").find("node.certDir: unknown key") != std::string::npos);
     CHECK(error_of("reload:\n  watchfiles: true\n").find("reload.watchfiles: unknown key") != std::string::npos);
 }
+
+TEST_CASE("parse_config: credentialHelpers, credentialProviders, unlistedRegistries") {
+    const config defaults = parse_config("listen: 127.0.0.1:5000\n", source);
+    CHECK(defaults.credential_helpers.path == "/usr/local/bin:/usr/bin:/bin");
+    CHECK(defaults.credential_helpers.timeout == std::chrono::seconds(10));
+    CHECK(defaults.credential_helpers.cache == std::chrono::seconds(300));
+    CHECK(defaults.credential_providers.config.empty());
+    CHECK(defaults.credential_providers.bin_dir.empty());
+    CHECK(defaults.unlisted_registries == unlisted_policy::deny);
+
+    const config cfg =
+        parse_config(R"(credentialHelpers: {path: "/opt/bin:/usr/bin", timeoutSeconds: 3, cacheSeconds: 0}
+credentialProviders:
+  config: /etc/eks/image-credential-provider/config.json
+  binDir: /etc/eks/image-credential-provider
+unlistedRegistries: anonymous
+)",
+                     source);
+    CHECK(cfg.credential_helpers.path == "/opt/bin:/usr/bin");
+    CHECK(cfg.credential_helpers.timeout == std::chrono::seconds(3));
+    CHECK(cfg.credential_helpers.cache == std::chrono::seconds(0));
+    CHECK(cfg.credential_providers.config == "/etc/eks/image-credential-provider/config.json");
+    CHECK(cfg.credential_providers.bin_dir == "/etc/eks/image-credential-provider");
+    CHECK(cfg.unlisted_registries == unlisted_policy::anonymous);
+    CHECK(parse_config("unlistedRegistries: deny\n", source).unlisted_registries == unlisted_policy::deny);
+}
+
+TEST_CASE("parse_config: the credential source keys are validated with file:line:col and the key") {
+    struct row {
+        std::string yaml, expect;
+    };
+    const std::vector<row> rows = {
+        {"credentialHelpers: {path: relative/bin}\n", ":1:27: credentialHelpers.path: every directory"},
+        {"credentialHelpers: {path: \"/usr/bin::/bin\"}\n", "credentialHelpers.path: every directory"},
+        {"credentialHelpers: {timeoutSeconds: 0}\n", "credentialHelpers.timeoutSeconds: must be between 1 and 600"},
+        {"credentialHelpers: {cacheSeconds: -1}\n", "credentialHelpers.cacheSeconds: expected a whole number"},
+        {"credentialHelpers: {cache: 5}\n", "credentialHelpers.cache: unknown key"},
+        {"credentialProviders: {config: /etc/x.yaml}\n", "credentialProviders: config and binDir must be given"},
+        {"credentialProviders: {config: x.yaml, binDir: /x}\n", "credentialProviders.config: expected an absolute"},
+        {"credentialProviders: [a]\n", "credentialProviders: expected a mapping"},
+        {"unlistedRegistries: allow\n", ":1:21: unlistedRegistries: expected deny or anonymous, got 'allow'"},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.yaml);
+        const auto e = error_of(r.yaml);
+        CHECK_MESSAGE(e.find(r.expect) != std::string::npos, e);
+        CHECK(e.starts_with(source));
+    }
+}

@@ -559,3 +559,61 @@ TEST_CASE("env_guard restores CREDENTIALS_DIRECTORY") {
     const char* after = std::getenv("CREDENTIALS_DIRECTORY");
     CHECK((after ? std::optional<std::string>(after) : std::nullopt) == saved);
 }
+
+TEST_CASE("parse_credentials: credHelpers and credsStore") {
+    const auto store = parse_credentials(R"({
+        "auths": {"ghcr.io": {}, "https://index.docker.io/v1/": {"auth": "dTpw"}},
+        "credHelpers": {"111.dkr.ecr.eu-west-1.amazonaws.com": "ecr-login", "https://index.docker.io/v1/": "pass",
+                        "127.0.0.1:5443": "pass"},
+        "credsStore": "desktop"
+    })",
+                                         source);
+    CHECK(store.creds_store() == "desktop");
+    REQUIRE(store.helpers().size() == 3);
+    REQUIRE(store.entries().size() == 1);
+    REQUIRE(store.secretless().size() == 1);
+    CHECK(store.secretless()[0].key == "ghcr.io");
+    const auto* ecr = store.helper_for(registry("111.dkr.ecr.eu-west-1.amazonaws.com"));
+    REQUIRE(ecr != nullptr);
+    CHECK(ecr->helper == "ecr-login");
+    REQUIRE(store.helper_for(registry("docker.io")) != nullptr);
+    CHECK(store.helper_for(registry("docker.io"))->key == "https://index.docker.io/v1/");
+    CHECK(store.helper_for(registry("127.0.0.1:5443")) != nullptr);
+    CHECK(store.helper_for(registry("127.0.0.1")) == nullptr);
+    CHECK(store.helper_for(registry("222.dkr.ecr.eu-west-1.amazonaws.com")) == nullptr);
+    CHECK(store.secretless_for(registry("ghcr.io"), "a/b") != nullptr);
+    CHECK(store.secretless_for(registry("quay.io"), "a/b") == nullptr);
+    // a secretless entry never shadows the secrets of another
+    CHECK(store.lookup(registry("ghcr.io"), "a/b") == nullptr);
+}
+
+TEST_CASE("parse_credentials: bad credHelpers and credsStore name the key, never a secret") {
+    struct row {
+        std::string json, expect;
+    };
+    const std::vector<row> rows = {
+        {R"({"credHelpers": {"ghcr.io": "../bin/sh"}})", "credHelpers.\"ghcr.io\": expected a helper name"},
+        {R"({"credHelpers": {"ghcr.io": ""}})", "credHelpers.\"ghcr.io\": expected a helper name"},
+        {R"({"credHelpers": {"ghcr.io": 5}})", "credHelpers.\"ghcr.io\": expected a helper name"},
+        {R"({"credHelpers": {"ghcr.io/acme": "pass"}})", "a credential helper answers for a whole registry"},
+        {R"({"credHelpers": {"*.ghcr.io": "pass"}})", "credHelpers.\"*.ghcr.io\""},
+        {R"({"credHelpers": {"https://u:hunter2@ghcr.io": "pass"}})", "credHelpers.\"https://***@ghcr.io\""},
+        {R"({"credHelpers": {"ghcr.io": "pass", "ghcr.io:443": "other"}})", "listed twice"},
+        {R"({"credHelpers": ["pass"]})", "credHelpers: expected an object"},
+        {R"({"credsStore": "a/b"})", "credsStore: not a usable helper name"},
+        {R"({"credsStore": 1})", "credsStore: expected a string"},
+        {R"({"auths": {"ghcr.io": {}}})", "auths.\"ghcr.io\": no auth, username/password"},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.json);
+        const auto e = error_of(r.json);
+        CHECK_MESSAGE(e.find(r.expect) != std::string::npos, e);
+        CHECK(e.find("hunter2") == std::string::npos);
+    }
+    CHECK(is_valid_helper_name("ecr-login"));
+    CHECK(is_valid_helper_name("pass"));
+    CHECK(is_valid_helper_name("osxkeychain_2.x"));
+    CHECK_FALSE(is_valid_helper_name(".hidden"));
+    CHECK_FALSE(is_valid_helper_name("a b"));
+    CHECK_FALSE(is_valid_helper_name(std::string(65, 'a')));
+}

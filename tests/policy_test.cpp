@@ -370,3 +370,86 @@ TEST_CASE("decide: the suggestion of a denial is an entry that would allow the p
         CHECK(allowed.rule == denied.suggestion);
     }
 }
+
+TEST_CASE("matches: kubelet matchImages rules next to the allowlist's") {
+    struct row {
+        std::string pattern, registry, repository;
+        bool allowlist, kubelet;  // the same pattern read by both rule sets (allowlist only when it parses as one)
+    };
+    const std::vector<row> rows = {
+        // one label per '*' in both
+        {"*.example.com", "a.example.com", "x", true, true},
+        {"*.example.com", "a.b.example.com", "x", false, false},
+        {"*.example.com", "example.com", "x", false, false},
+        // a port must match in both
+        {"r.example.com:5000", "r.example.com:5000", "x", true, true},
+        {"r.example.com:5000", "r.example.com", "x", false, false},
+        {"r.example.com", "r.example.com:5000", "x", false, false},
+        // the path: a '/' boundary for the allowlist, a plain string prefix for the kubelet
+        {"r.example.com/team", "r.example.com", "team/app", true, true},
+        {"r.example.com/team", "r.example.com", "teamster/app", false, true},
+        {"r.example.com/team", "r.example.com", "other/app", false, false},
+        // Docker Hub aliases are one registry in both
+        {"index.docker.io", "docker.io", "library/nginx", true, true},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.pattern);
+        CAPTURE(r.registry);
+        CAPTURE(r.repository);
+        auto allow = parse_registry_pattern(r.pattern, true);
+        REQUIRE(allow.has_value());
+        CHECK(matches(*allow, registry(r.registry), r.repository) == r.allowlist);
+        auto kubelet = parse_match_image(r.pattern);
+        REQUIRE(kubelet.has_value());
+        CHECK(matches(*kubelet, registry(r.registry), r.repository, match_rules::kubelet) == r.kubelet);
+    }
+}
+
+TEST_CASE("matches: kubelet globs in any label, never across labels") {
+    struct row {
+        std::string pattern, registry;
+        bool kubelet;
+    };
+    const std::vector<row> rows = {
+        {"*.dkr.ecr.*.amazonaws.com", "111.dkr.ecr.eu-west-1.amazonaws.com", true},
+        {"*.dkr.ecr.*.amazonaws.com", "111.dkr.ecr.eu-west-1.amazonaws.com.cn", false},
+        {"*.dkr.ecr.*.amazonaws.com", "dkr.ecr.eu-west-1.amazonaws.com", false},
+        {"*.dkr.ecr.*.amazonaws.com", "111.dkr.ecr.evil.example.com", false},
+        {"*-docker.pkg.dev", "europe-docker.pkg.dev", true},
+        {"*-docker.pkg.dev", "europe.docker.pkg.dev", false},
+        {"registry-?.example.com", "registry-7.example.com", true},
+        {"registry-?.example.com", "registry-17.example.com", false},
+        {"*.azurecr.io", "myreg.azurecr.io", true},
+        {"*.azurecr.io", "myreg.azurecr.io:5000", false},
+        {"*.azurecr.io:5000", "myreg.azurecr.io:5000", true},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.pattern);
+        CAPTURE(r.registry);
+        auto kubelet = parse_match_image(r.pattern);
+        REQUIRE(kubelet.has_value());
+        CHECK(matches(*kubelet, registry(r.registry), "app", match_rules::kubelet) == r.kubelet);
+        // the allowlist never reads a glob in the middle of a host
+        if (r.pattern.find('*', 1) != std::string::npos || r.pattern.find('?') != std::string::npos)
+            CHECK_FALSE(parse_registry_pattern(r.pattern, true).has_value());
+    }
+    for (std::string bad : {"", "https://x.io", "*..io", "a_b.*.io", "*.io:0", "*.io:99999", "*.io:x"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_match_image(bad).has_value());
+    }
+}
+
+TEST_CASE("decide: unlistedRegistries anonymous allows what nothing else allows, with its own reason") {
+    const auto allow = rules({"ghcr.io/acme"}, true);
+    const auto keys = rules({"quay.io"}, false);
+    CHECK(decide(allow, keys, registry("ghcr.io"), "acme/app", true).reason == reason_code::allowlisted);
+    CHECK(decide(allow, keys, registry("quay.io"), "x/y", true).reason == reason_code::has_credentials);
+    const auto unlisted = decide(allow, keys, registry("registry.example.com"), "x/y", true);
+    CHECK(unlisted.allowed);
+    CHECK(unlisted.reason == reason_code::anonymous_unlisted);
+    CHECK(unlisted.rule.empty());
+    const auto denied = decide(allow, keys, registry("registry.example.com"), "x/y", false);
+    CHECK_FALSE(denied.allowed);
+    CHECK(denied.reason == reason_code::not_allowlisted);
+    CHECK_FALSE(decide(allow, keys, registry("registry.example.com"), "x/y").allowed);
+}

@@ -68,6 +68,22 @@ struct reload_settings {
     bool watch_files = true;  // reload when the config or the files it names change
 };
 
+// Docker credential helpers (`credHelpers`, `credsStore` in the credentials file).
+struct credential_helper_settings {
+    std::string path = "/usr/local/bin:/usr/bin:/bin";  // where docker-credential-<name> is looked up
+    std::chrono::seconds timeout{10};                   // a helper run is killed after
+    std::chrono::seconds cache{300};                    // an answer is reused for; 0 = ask every time
+};
+
+// Kubelet image credential provider plugins.
+struct credential_provider_settings {
+    std::string config;   // the kubelet's CredentialProviderConfig (YAML or JSON); "" = none
+    std::string bin_dir;  // the plugin directory
+};
+
+// What happens to a registry that is neither allowlisted nor has credentials.
+enum class unlisted_policy { deny, anonymous };
+
 struct config {
     std::string source;  // file the config came from ("" when parsed from text)
     listen_address listen{"127.0.0.1", 5000, "127.0.0.1:5000"};
@@ -82,6 +98,9 @@ struct config {
     unsigned threads = 0;  // 0 = one per core
     node_settings node;
     reload_settings reload;
+    credential_helper_settings credential_helpers;
+    credential_provider_settings credential_providers;
+    unlisted_policy unlisted_registries = unlisted_policy::deny;
 
     // The transport settings for `r`, or nullptr for the defaults (HTTPS, system CAs).
     const registry_transport* transport_for(const registry_name& r) const;

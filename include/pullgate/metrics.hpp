@@ -30,6 +30,12 @@ public:
     void count_reload(bool ok) { (ok ? reloads_ok_ : reloads_failed_)++; }
     void count_decision_log_error() { decision_log_errors_++; }
     void count_tls_handshake(bool resumed) { (resumed ? tls_resumed_ : tls_full_)++; }
+    // A credential helper or provider plugin run, by source ("helper:NAME",
+    // "provider:NAME") and result ("found", "not_found", "failed").
+    void count_credential_run(std::string_view source, std::string_view result);
+    // A credential answered from the helper/provider cache.
+    void count_credential_cache_hit() { credential_cache_hits_++; }
+    std::uint64_t credential_runs(std::string_view source, std::string_view result) const;
 
     std::atomic<std::int64_t> downstream_connections{0};
     std::atomic<std::int64_t> upstream_connections{0};
@@ -54,6 +60,8 @@ private:
     std::atomic<std::uint64_t> decision_log_errors_{0};
     std::atomic<std::uint64_t> tls_full_{0};
     std::atomic<std::uint64_t> tls_resumed_{0};
+    std::map<std::pair<std::string, std::string>, std::uint64_t> credential_runs_;  // under mutex_
+    std::atomic<std::uint64_t> credential_cache_hits_{0};
 };
 
 }  // namespace pullgate

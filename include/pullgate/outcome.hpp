@@ -15,9 +15,10 @@ enum class verdict {
 
 enum class reason_code {
     // allow
-    allowlisted,      // an allowlist entry matched
-    has_credentials,  // credentials are stored for the registry (seed rule)
-    ping,             // GET /v2/
+    allowlisted,         // an allowlist entry matched
+    has_credentials,     // credentials are stored for the registry (seed rule)
+    anonymous_unlisted,  // unlistedRegistries: anonymous; pulled with no credentials
+    ping,                // GET /v2/
     // deny
     not_allowlisted,
     no_registry,               // no ns and no defaultRegistry
@@ -27,6 +28,7 @@ enum class reason_code {
     bad_request,  // path, name, tag, digest or ns invalid; malformed HTTP
     upstream_unreachable,
     upstream_auth_failed,
+    credential_source_failed,  // a credential helper or provider plugin failed: fail closed
     token_unavailable,
     upstream_bad_redirect,
     upstream_too_large,

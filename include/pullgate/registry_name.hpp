@@ -46,6 +46,13 @@ struct registry_pattern {
 
 boost::system::result<registry_pattern, std::string> parse_registry_pattern(std::string_view text, bool allow_wildcard);
 
+// A kubelet `matchImages` entry or credential-provider `auth` key:
+// `host[:port][/path]` without a scheme, where each host label may be a glob
+// (`*`, `?`, `[...]`, as Go's filepath.Match), e.g. `*.dkr.ecr.*.amazonaws.com`.
+// Hosts without glob characters are normalised as parse_registry_pattern does
+// (Docker Hub aliases, default port). Match it with match_rules::kubelet.
+boost::system::result<registry_pattern, std::string> parse_match_image(std::string_view text);
+
 // Canonical text of a pattern, e.g. "ghcr.io/acme", "127.0.0.1:5443".
 std::string to_string(const registry_pattern& p);
 

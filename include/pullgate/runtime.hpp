@@ -5,6 +5,8 @@
 #pragma once
 
 #include "pullgate/config.hpp"
+#include "pullgate/credential_provider.hpp"
+#include "pullgate/credential_resolver.hpp"
 #include "pullgate/credentials.hpp"
 #include "pullgate/decision_log.hpp"
 #include "pullgate/metrics.hpp"
@@ -22,7 +24,9 @@ namespace pullgate {
 struct runtime {
     std::shared_ptr<const config> cfg;
     std::shared_ptr<const credential_store> credentials;
-    std::vector<policy_rule> credential_keys;  // seed rule: registries with stored credentials
+    std::vector<policy_rule> credential_keys;          // seed rule: registries with stored credentials
+    std::shared_ptr<const provider_config> providers;  // credentialProviders.config; null when not set
+    std::unique_ptr<credential_resolver> resolver;     // helpers and plugins, their answers cached
     std::unique_ptr<upstream_client> upstream;
     std::unique_ptr<upstream_auth> auth;     // shares the token cache across reloads
     std::shared_ptr<decision_log> log;       // shared across reloads while the path stays

@@ -159,6 +159,48 @@ void parse_limits(const context& ctx, const YAML::Node& node, struct limits& l) 
         ctx.fail(node["relayBufferBytes"], join(key, "relayBufferBytes"), "must be at least 4096");
 }
 
+std::uint64_t get_count(const context& ctx, const YAML::Node& node, std::string_view key, std::uint64_t max) {
+    if (!node.IsScalar()) ctx.fail(node, key, "expected a whole number");
+    const std::string& s = node.Scalar();
+    if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos)
+        ctx.fail(node, key, "expected a whole number");
+    std::uint64_t v = std::stoull(s);
+    if (v > max) ctx.fail(node, key, "must be between 0 and " + std::to_string(max));
+    return v;
+}
+
+void parse_credential_helpers(const context& ctx, const YAML::Node& node, credential_helper_settings& out) {
+    constexpr std::string_view key = "credentialHelpers";
+    expect_map(ctx, node, key);
+    reject_unknown_keys(ctx, node, key, {"path", "timeoutSeconds", "cacheSeconds"});
+    if (auto v = node["path"]) {
+        out.path = get_string(ctx, v, join(key, "path"));
+        if (out.path.empty()) ctx.fail(v, join(key, "path"), "expected directories separated by ':'");
+        std::size_t start = 0;
+        while (start <= out.path.size()) {
+            auto colon = out.path.find(':', start);
+            auto dir = out.path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+            if (dir.empty() || dir.front() != '/')
+                ctx.fail(v, join(key, "path"), "every directory must be an absolute path, got '" + dir + "'");
+            if (colon == std::string::npos) break;
+            start = colon + 1;
+        }
+    }
+    if (auto v = node["timeoutSeconds"])
+        out.timeout = std::chrono::seconds(get_positive(ctx, v, join(key, "timeoutSeconds"), 600));
+    if (auto v = node["cacheSeconds"])
+        out.cache = std::chrono::seconds(get_count(ctx, v, join(key, "cacheSeconds"), 7 * 86400));
+}
+
+void parse_credential_providers(const context& ctx, const YAML::Node& node, credential_provider_settings& out) {
+    constexpr std::string_view key = "credentialProviders";
+    expect_map(ctx, node, key);
+    reject_unknown_keys(ctx, node, key, {"config", "binDir"});
+    if (auto v = node["config"]) out.config = get_path(ctx, v, join(key, "config"));
+    if (auto v = node["binDir"]) out.bin_dir = get_path(ctx, v, join(key, "binDir"));
+    if (out.config.empty() != out.bin_dir.empty()) ctx.fail(node, key, "config and binDir must be given together");
+}
+
 }  // namespace
 
 const registry_transport* config::transport_for(const registry_name& r) const {
@@ -203,7 +245,8 @@ config parse_config(std::string_view yaml_text, std::string_view source) {
     expect_map(ctx, root, "<root>");
     reject_unknown_keys(ctx, root, "",
                         {"listen", "adminListen", "containerRegistry", "credentialsFile", "defaultRegistry",
-                         "registries", "decisionLog", "limits", "threads", "node", "reload"});
+                         "registries", "decisionLog", "limits", "threads", "node", "reload", "credentialHelpers",
+                         "credentialProviders", "unlistedRegistries"});
     try {
         if (auto v = root["listen"]) cfg.listen = get_listen(ctx, v, "listen");
         if (auto v = root["adminListen"]; v && !v.IsNull() && !(v.IsScalar() && v.Scalar().empty()))
@@ -247,6 +290,19 @@ config parse_config(std::string_view yaml_text, std::string_view source) {
             expect_map(ctx, v, "reload");
             reject_unknown_keys(ctx, v, "reload", {"watchFiles"});
             if (auto c = v["watchFiles"]) cfg.reload.watch_files = get_bool(ctx, c, "reload.watchFiles");
+        }
+        if (auto v = root["credentialHelpers"]; v && !v.IsNull())
+            parse_credential_helpers(ctx, v, cfg.credential_helpers);
+        if (auto v = root["credentialProviders"]; v && !v.IsNull())
+            parse_credential_providers(ctx, v, cfg.credential_providers);
+        if (auto v = root["unlistedRegistries"]) {
+            const std::string text = get_string(ctx, v, "unlistedRegistries");
+            if (text == "deny")
+                cfg.unlisted_registries = unlisted_policy::deny;
+            else if (text == "anonymous")
+                cfg.unlisted_registries = unlisted_policy::anonymous;
+            else
+                ctx.fail(v, "unlistedRegistries", "expected deny or anonymous, got '" + text + "'");
         }
     } catch (const YAML::Exception& e) {
         // yaml-cpp conversions that slipped past the checks above; still say where.

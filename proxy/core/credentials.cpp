@@ -63,7 +63,42 @@ std::string string_field(const nlohmann::json& entry, const char* name, const st
 
 }  // namespace
 
-credential_store::credential_store(std::vector<credential> entries) : entries_(std::move(entries)) {}
+credential_store::credential_store(std::vector<credential> entries, std::vector<helper_entry> helpers,
+                                   std::vector<secretless_entry> secretless, std::string creds_store)
+    : entries_(std::move(entries)),
+      helpers_(std::move(helpers)),
+      secretless_(std::move(secretless)),
+      creds_store_(std::move(creds_store)) {}
+
+const helper_entry* credential_store::helper_for(const registry_name& registry) const {
+    for (const auto& h : helpers_)
+        if (h.registry == registry) return &h;
+    return nullptr;
+}
+
+const secretless_entry* credential_store::secretless_for(const registry_name& registry,
+                                                         std::string_view repository) const {
+    const secretless_entry* best = nullptr;
+    for (const auto& e : secretless_) {
+        if (!matches(e.pattern, registry, repository)) continue;
+        if (!best || e.pattern.path_prefix.size() > best->pattern.path_prefix.size()) best = &e;
+    }
+    return best;
+}
+
+bool is_valid_helper_name(std::string_view name) {
+    if (name.empty() || name.size() > 64 || name.front() == '.') return false;
+    for (char c : name)
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-'))
+            return false;
+    return true;
+}
+
+std::string credential_fingerprint(const credential& c) {
+    return sha256_digest(c.username + '\0' + c.password + '\0' + c.identity_token + '\0' + c.registry_token)
+        .substr(7, 12);
+}
 
 const credential* credential_store::lookup(const registry_name& registry, std::string_view repository) const {
     const credential* best = nullptr;
@@ -78,6 +113,7 @@ std::vector<policy_rule> credential_store::keys() const {
     std::vector<policy_rule> out;
     out.reserve(entries_.size());
     for (const auto& c : entries_) out.push_back({c.key, c.pattern});
+    for (const auto& h : helpers_) out.push_back({h.key, registry_pattern{h.registry.host, h.registry.port, {}}});
     return out;
 }
 
@@ -94,12 +130,37 @@ credential_store parse_credentials(std::string_view json_text, std::string_view 
         throw config_error(src + ": invalid JSON (a number out of range)");
     }
     if (!doc.is_object()) throw config_error(src + ": expected a JSON object with \"auths\"");
+    std::string creds_store;
+    if (auto it = doc.find("credsStore"); it != doc.end() && !it->is_null()) {
+        if (!it->is_string()) throw config_error(src + ": credsStore: expected a string");
+        creds_store = it->get<std::string>();
+        if (!creds_store.empty() && !is_valid_helper_name(creds_store))
+            throw config_error(src + ": credsStore: not a usable helper name (letters, digits, '.', '_', '-')");
+    }
+    std::vector<helper_entry> helpers;
+    if (auto it = doc.find("credHelpers"); it != doc.end() && !it->is_null()) {
+        if (!it->is_object()) throw config_error(src + ": credHelpers: expected an object");
+        for (const auto& [key, value] : it->items()) {
+            const std::string where = src + ": credHelpers.\"" + redact_userinfo(key) + "\"";
+            auto pattern = parse_registry_pattern(key, /*allow_wildcard=*/false);
+            if (!pattern) throw config_error(where + ": " + pattern.error());
+            if (!pattern->path_prefix.empty())
+                throw config_error(where + ": a credential helper answers for a whole registry: no path");
+            const registry_name name{pattern->host, pattern->port};
+            if (!value.is_string() || !is_valid_helper_name(value.get<std::string>()))
+                throw config_error(where + ": expected a helper name (letters, digits, '.', '_', '-')");
+            for (const auto& h : helpers)
+                if (h.registry == name) throw config_error(where + ": the registry is listed twice");
+            helpers.push_back({key, name, value.get<std::string>()});
+        }
+    }
     std::vector<credential> entries;
+    std::vector<secretless_entry> secretless;
     auto auths = doc.find("auths");
     if (auths == doc.end() || auths->is_null()) {
-        credential_store empty;
-        empty.source = std::string(source);
-        return empty;
+        credential_store store({}, std::move(helpers), {}, std::move(creds_store));
+        store.source = std::string(source);
+        return store;
     }
     if (!auths->is_object()) throw config_error(src + ": auths: expected an object");
     for (const auto& [key, entry] : auths->items()) {
@@ -122,14 +183,17 @@ credential_store parse_credentials(std::string_view json_text, std::string_view 
             c.username = decoded->substr(0, colon);
             c.password = decoded->substr(colon + 1);
         }
-        if (!c.has_basic() && c.identity_token.empty() && c.registry_token.empty())
-            throw config_error(where + ": no auth, username/password, identitytoken or registrytoken");
-        c.fingerprint =
-            sha256_digest(c.username + '\0' + c.password + '\0' + c.identity_token + '\0' + c.registry_token)
-                .substr(7, 12);
+        if (!c.has_basic() && c.identity_token.empty() && c.registry_token.empty()) {
+            if (creds_store.empty())
+                throw config_error(where + ": no auth, username/password, identitytoken or registrytoken" +
+                                   " (and no credsStore to ask)");
+            secretless.push_back({key, *pattern});
+            continue;
+        }
+        c.fingerprint = credential_fingerprint(c);
         entries.push_back(std::move(c));
     }
-    credential_store store(std::move(entries));
+    credential_store store(std::move(entries), std::move(helpers), std::move(secretless), std::move(creds_store));
     store.source = std::string(source);
     return store;
 }

@@ -42,6 +42,17 @@ std::uint64_t metrics::requests(verdict decision, reason_code reason) const {
     return it == requests_.end() ? 0 : it->second;
 }
 
+void metrics::count_credential_run(std::string_view source, std::string_view result) {
+    std::lock_guard lock(mutex_);
+    credential_runs_[{std::string(source), std::string(result)}]++;
+}
+
+std::uint64_t metrics::credential_runs(std::string_view source, std::string_view result) const {
+    std::lock_guard lock(mutex_);
+    auto it = credential_runs_.find({std::string(source), std::string(result)});
+    return it == credential_runs_.end() ? 0 : it->second;
+}
+
 std::string metrics::render(std::uint64_t token_cache_hits, std::string_view version) const {
     std::ostringstream os;
     os << "# HELP pullgate_info pullgate build information.\n# TYPE pullgate_info gauge\n"
@@ -61,7 +72,16 @@ std::string metrics::render(std::uint64_t token_cache_hits, std::string_view ver
         os << "pullgate_upstream_latency_seconds_bucket{le=\"+Inf\"} " << latency_count_ << "\n"
            << "pullgate_upstream_latency_seconds_sum " << fmt::format("{}", latency_sum_) << "\n"  // shortest exact
            << "pullgate_upstream_latency_seconds_count " << latency_count_ << "\n";
+        os << "# HELP pullgate_credential_source_runs_total Credential helper and provider plugin runs, by source "
+              "and result.\n"
+           << "# TYPE pullgate_credential_source_runs_total counter\n";
+        for (const auto& [key, n] : credential_runs_)
+            os << "pullgate_credential_source_runs_total{source=\"" << label(key.first) << "\",result=\""
+               << label(key.second) << "\"} " << n << "\n";
     }
+    os << "# HELP pullgate_credential_cache_hits_total Credentials answered from the helper/provider cache.\n"
+       << "# TYPE pullgate_credential_cache_hits_total counter\n"
+       << "pullgate_credential_cache_hits_total " << credential_cache_hits_.load() << "\n";
     os << "# HELP pullgate_relayed_bytes_total Body bytes sent to clients.\n# TYPE pullgate_relayed_bytes_total "
           "counter\n"
        << "pullgate_relayed_bytes_total " << bytes_relayed_.load() << "\n"

@@ -20,6 +20,8 @@ std::string_view to_string(reason_code r) {
             return "allowlisted";
         case reason_code::has_credentials:
             return "has_credentials";
+        case reason_code::anonymous_unlisted:
+            return "anonymous_unlisted";
         case reason_code::ping:
             return "ping";
         case reason_code::not_allowlisted:
@@ -36,6 +38,8 @@ std::string_view to_string(reason_code r) {
             return "upstream_unreachable";
         case reason_code::upstream_auth_failed:
             return "upstream_auth_failed";
+        case reason_code::credential_source_failed:
+            return "credential_source_failed";
         case reason_code::token_unavailable:
             return "token_unavailable";
         case reason_code::upstream_bad_redirect:

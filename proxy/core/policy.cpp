@@ -1,5 +1,9 @@
 #include "pullgate/policy.hpp"
 
+#include <fnmatch.h>
+
+#include <string>
+
 namespace pullgate {
 namespace {
 
@@ -9,6 +13,22 @@ bool host_matches(std::string_view pattern, std::string_view host) {
     if (host.size() <= suffix.size() || !host.ends_with(suffix)) return false;
     std::string_view label = host.substr(0, host.size() - suffix.size());
     return label.find('.') == std::string_view::npos;
+}
+
+// The kubelet's rule (credentialprovider.URLsMatch): as many labels as the
+// pattern, each matched as a glob (fnmatch, like Go's filepath.Match).
+bool host_globs_match(std::string_view pattern, std::string_view host) {
+    for (;;) {
+        const auto pd = pattern.find('.');
+        const auto hd = host.find('.');
+        if ((pd == std::string_view::npos) != (hd == std::string_view::npos)) return false;
+        const std::string p(pattern.substr(0, pd));
+        const std::string h(host.substr(0, hd));
+        if (::fnmatch(p.c_str(), h.c_str(), 0) != 0) return false;
+        if (pd == std::string_view::npos) return true;
+        pattern.remove_prefix(pd + 1);
+        host.remove_prefix(hd + 1);
+    }
 }
 
 bool repository_matches(std::string_view prefix, std::string_view repository) {
@@ -31,17 +51,21 @@ const policy_rule* best_match(const std::vector<policy_rule>& rules, const regis
 
 }  // namespace
 
-bool matches(const registry_pattern& pattern, const registry_name& registry, std::string_view repository) {
-    return pattern.port == registry.port && host_matches(pattern.host, registry.host) &&
-           repository_matches(pattern.path_prefix, repository);
+bool matches(const registry_pattern& pattern, const registry_name& registry, std::string_view repository,
+             match_rules rules) {
+    if (pattern.port != registry.port) return false;
+    if (rules == match_rules::kubelet)
+        return host_globs_match(pattern.host, registry.host) && repository.starts_with(pattern.path_prefix);
+    return host_matches(pattern.host, registry.host) && repository_matches(pattern.path_prefix, repository);
 }
 
 policy_decision decide(const std::vector<policy_rule>& allow_list, const std::vector<policy_rule>& credential_keys,
-                       const registry_name& registry, std::string_view repository) {
+                       const registry_name& registry, std::string_view repository, bool anonymous_unlisted) {
     if (const auto* r = best_match(allow_list, registry, repository))
         return {true, reason_code::allowlisted, r->text, {}};
     if (const auto* r = best_match(credential_keys, registry, repository))
         return {true, reason_code::has_credentials, r->text, {}};
+    if (anonymous_unlisted) return {true, reason_code::anonymous_unlisted, {}, {}};
     return {false, reason_code::not_allowlisted, {}, registry.key()};
 }
 

@@ -147,6 +147,56 @@ boost::system::result<registry_pattern, std::string> parse_registry_pattern(std:
     return out;
 }
 
+boost::system::result<registry_pattern, std::string> parse_match_image(std::string_view text) {
+    if (text.empty()) return error_text{"the pattern is empty"};
+    if (text.size() > 512) return error_text{"the pattern is too long"};
+    if (text.find("://") != std::string_view::npos) return error_text{"a pattern has no scheme"};
+    const auto slash = text.find('/');
+    const std::string_view host_port = text.substr(0, slash);
+    if (host_port.find_first_of("*?[") == std::string_view::npos) {
+        auto plain = parse_registry_pattern(text, /*allow_wildcard=*/false);
+        if (!plain) return plain;
+        // The kubelet compares the path as a plain string: keep it as written.
+        if (slash != std::string_view::npos) {
+            std::string_view path = text.substr(slash + 1);
+            while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+            plain->path_prefix = std::string(path);
+        }
+        return plain;
+    }
+    registry_pattern out;
+    std::string_view host = host_port;
+    if (const auto colon = host_port.rfind(':'); colon != std::string_view::npos) {
+        host = host_port.substr(0, colon);
+        const std::string_view port = host_port.substr(colon + 1);
+        if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos)
+            return error_text{"the port is invalid"};
+        const unsigned long value = std::stoul(std::string(port));
+        if (value == 0 || value > 65535) return error_text{"the port is out of range"};
+        out.port = value == 443 ? 0 : static_cast<std::uint16_t>(value);
+    }
+    out.host = lowercase(host);
+    std::size_t start = 0;
+    while (start <= out.host.size()) {
+        const auto dot = out.host.find('.', start);
+        const std::string_view label =
+            std::string_view(out.host).substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+        if (label.empty() || label.size() > 63) return error_text{"a host label is empty or too long"};
+        for (char c : label)
+            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '*' || c == '?' || c == '[' ||
+                  c == ']' || c == '!' || c == '^'))
+                return error_text{"the host has a character a registry name cannot have"};
+        if (dot == std::string::npos) break;
+        start = dot + 1;
+    }
+    if (slash != std::string_view::npos) {
+        std::string_view path = text.substr(slash + 1);
+        while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+        out.path_prefix = std::string(path);
+    }
+    return out;
+}
+
 std::string to_string(const registry_pattern& p) {
     std::string s = p.host;
     if (p.port != 0) s += ":" + std::to_string(p.port);

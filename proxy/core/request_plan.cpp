@@ -94,7 +94,8 @@ request_plan plan_request(const plan_input& in, const config& cfg, const std::ve
                        verdict::deny);
     }
 
-    const policy_decision policy = decide(cfg.allow_list, credential_keys, *p.registry, r.repository);
+    const policy_decision policy = decide(cfg.allow_list, credential_keys, *p.registry, r.repository,
+                                          cfg.unlisted_registries == unlisted_policy::anonymous);
     if (!policy.allowed) {
         p.rule = policy.suggestion;
         return refused(std::move(p), denied(deny_message(*p.registry, policy.suggestion, cfg), policy.reason),

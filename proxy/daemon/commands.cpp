@@ -2,6 +2,10 @@
 
 #include "pullgate/config.hpp"
 #include "pullgate/containerd_hosts.hpp"
+#include "pullgate/credential_helper.hpp"
+#include "pullgate/credential_provider.hpp"
+#include "pullgate/credential_resolver.hpp"
+#include "pullgate/credential_sources.hpp"
 #include "pullgate/credentials.hpp"
 #include "pullgate/image_ref.hpp"
 #include "pullgate/metrics.hpp"
@@ -10,15 +14,82 @@
 #include "pullgate/registries_conf.hpp"
 #include "pullgate/upstream_client.hpp"
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <memory>
 #include <ostream>
+#include <set>
 
 namespace pullgate {
+namespace {
+
+// The provider config named by credentialProviders.config, or null.
+std::shared_ptr<const provider_config> load_providers(const config& cfg) {
+    if (cfg.credential_providers.config.empty()) return nullptr;
+    return std::make_shared<const provider_config>(load_provider_config(cfg.credential_providers.config));
+}
+
+bool is_executable_file(const std::string& path) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(path, ec) && ::access(path.c_str(), X_OK) == 0;
+}
+
+// Finds every helper program and plugin without running it; prints where
+// each is and returns how many are missing (each reported on `err`).
+int check_credential_sources(const config& cfg, const credential_store& creds, const provider_config* providers,
+                             std::ostream& out, std::ostream& err) {
+    int missing = 0;
+    std::set<std::string> helpers;
+    for (const auto& h : creds.helpers()) helpers.insert(h.helper);
+    if (!creds.creds_store().empty()) helpers.insert(creds.creds_store());
+    if (!helpers.empty())
+        out << "credentialHelpers.path: " << cfg.credential_helpers.path << " (timeout "
+            << cfg.credential_helpers.timeout.count() << " s, cache " << cfg.credential_helpers.cache.count()
+            << " s)\n";
+    for (const auto& h : creds.helpers())
+        out << "  - credHelpers " << h.key << ": " << helper_program(h.helper) << " (allowed by the seed rule)\n";
+    if (!creds.creds_store().empty())
+        out << "  - credsStore: " << helper_program(creds.creds_store()) << " (for " << creds.secretless().size()
+            << " auths entr" << (creds.secretless().size() == 1 ? "y" : "ies")
+            << " without a secret; allows nothing by itself)\n";
+    for (const auto& name : helpers) {
+        const std::string where = credential_resolver::find_helper(cfg.credential_helpers.path, name);
+        if (where.empty()) {
+            err << "error: credential helper " << helper_program(name)
+                << " not found (executable) in credentialHelpers.path " << cfg.credential_helpers.path << "\n";
+            ++missing;
+        } else {
+            out << "    " << helper_program(name) << ": " << where << "\n";
+        }
+    }
+    if (providers) {
+        out << "credentialProviders.config: " << cfg.credential_providers.config << "\n"
+            << "credentialProviders.binDir: " << cfg.credential_providers.bin_dir << "\n";
+        for (const auto& p : providers->providers) {
+            out << "  - provider " << p.name << " matchImages:";
+            for (const auto& m : p.match_images) out << " " << m.text;
+            out << " (defaultCacheDuration "
+                << std::chrono::duration_cast<std::chrono::seconds>(p.default_cache_duration).count()
+                << " s; patterns allow nothing by themselves)\n";
+            const std::string program = cfg.credential_providers.bin_dir + "/" + p.name;
+            if (!is_executable_file(program)) {
+                err << "error: credential provider plugin " << p.name << " not found (executable) in "
+                    << "credentialProviders.binDir: " << program << "\n";
+                ++missing;
+            }
+        }
+    }
+    return missing;
+}
+
+}  // namespace
 
 int check_config(const std::string& config_path, std::ostream& out, std::ostream& err) {
     try {
         const config cfg = load_config(config_path);
         const credential_store creds = load_credentials(cfg);
+        const auto providers = load_providers(cfg);
         {
             // Loads every caFile / clientCert / clientKey exactly as serve will.
             metrics unused;
@@ -46,7 +117,12 @@ int check_config(const std::string& config_path, std::ostream& out, std::ostream
             out << "registry " << key << ": " << (t.insecure_http ? "plain HTTP" : "HTTPS")
                 << (t.ca_file.empty() ? "" : ", caFile " + t.ca_file)
                 << (t.client_cert.empty() ? "" : ", client certificate " + t.client_cert) << "\n";
+        out << "unlistedRegistries: "
+            << (cfg.unlisted_registries == unlisted_policy::anonymous ? "anonymous (pulled without credentials)"
+                                                                      : "deny")
+            << "\n";
         out << "decisionLog.path: " << cfg.decision_log_path << "\n";
+        if (check_credential_sources(cfg, creds, providers.get(), out, err) > 0) return 1;
         return 0;
     } catch (const config_error& e) {
         err << e.what() << "\n";
@@ -57,9 +133,11 @@ int check_config(const std::string& config_path, std::ostream& out, std::ostream
 int explain(const std::string& config_path, const std::string& image, std::ostream& out, std::ostream& err) {
     config cfg;
     credential_store creds;
+    std::shared_ptr<const provider_config> providers;
     try {
         cfg = load_config(config_path);
         creds = load_credentials(cfg);
+        providers = load_providers(cfg);
     } catch (const config_error& e) {
         err << e.what() << "\n";
         return 2;
@@ -69,14 +147,17 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
         err << "pullgate: " << image << ": " << ref.error() << "\n";
         return 2;
     }
-    const policy_decision d = decide(cfg.allow_list, creds.keys(), ref->registry, ref->repository);
-    const credential* cred = creds.lookup(ref->registry, ref->repository);
+    const policy_decision d = decide(cfg.allow_list, creds.keys(), ref->registry, ref->repository,
+                                     cfg.unlisted_registries == unlisted_policy::anonymous);
+    const credential_source source = pick_credential_source(creds, providers.get(), ref->registry, ref->repository);
     const origin at = registry_origin(ref->registry, cfg.transport_for(ref->registry));
     out << "image:      " << ref->canonical() << "\n"
         << "registry:   " << ref->registry.key() << " (pulled from " << at.key() << ")\n"
         << "repository: " << ref->repository << "\n"
         << "decision:   " << (d.allowed ? "allow" : "deny") << " (" << to_string(d.reason) << ")\n";
-    if (d.allowed) {
+    if (d.reason == reason_code::anonymous_unlisted) {
+        out << "rule:       none (unlistedRegistries: anonymous)\n";
+    } else if (d.allowed) {
         out << "rule:       " << d.rule
             << (d.reason == reason_code::allowlisted ? " (containerRegistry.privateBaseImageAllowList)"
                                                      : " (credentials key)")
@@ -86,7 +167,22 @@ int explain(const std::string& config_path, const std::string& image, std::ostre
             << " (or \"" << ref->registry.key() << "/" << ref->repository
             << "\" for this repository only), or store credentials for " << ref->registry.key() << "\n";
     }
-    out << "credential: " << (cred ? cred->key : "none (anonymous)") << "\n";
+    if (!d.allowed) {
+        out << "credential: " << source.name << " (not used: the pull is denied)\n";
+    } else if (d.reason == reason_code::anonymous_unlisted) {
+        out << "credential: anonymous (unlisted registries get no credentials from any source)\n";
+    } else if (source.type == credential_source::kind::helper) {
+        const std::string where = credential_resolver::find_helper(cfg.credential_helpers.path, source.helper);
+        out << "credential: " << source.name << " (" << helper_program(source.helper) << " get, server "
+            << helper_server_url(ref->registry) << "; "
+            << (where.empty() ? "NOT FOUND in credentialHelpers.path" : where) << ")\n";
+    } else if (source.type == credential_source::kind::provider) {
+        out << "credential: " << source.name << " (" << cfg.credential_providers.bin_dir << "/" << source.provider->name
+            << ", image " << ref->registry.key() << "/" << ref->repository << ")\n";
+    } else {
+        out << "credential: " << source.name
+            << (source.type == credential_source::kind::anonymous ? " (no credentials)" : "") << "\n";
+    }
     return d.allowed ? 0 : 1;
 }
 

@@ -118,14 +118,44 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
         co_return co_await refuse(ctx, rec, std::move(f), verdict::deny);
     }
 
+    // The credential: none for an unlisted registry pulled anonymously;
+    // otherwise from the source the order picks (stored, helper, plugin, or none).
+    resolved_credential source{"anonymous", nullptr, {}, true};
+    if (plan.reason != reason_code::anonymous_unlisted) {
+        auto resolved = co_await rt.resolver->resolve(*plan.registry, plan.repository);
+        if (!resolved) {
+            rec.credential = resolved.error().source;
+            spdlog::warn("[{}] {}", ctx.id, resolved.error().message);
+            failure f = upstream_failure(502, resolved.error().message, reason_code::credential_source_failed);
+            co_return co_await refuse(ctx, rec, std::move(f), verdict::error);
+        }
+        source = std::move(*resolved);
+    }
+    rec.credential = source.source;
+
     const registry_transport* transport = rt.cfg->transport_for(*plan.registry);
-    const auth_target auth{*plan.registry, plan.repository, rt.credentials->lookup(*plan.registry, plan.repository),
-                           transport && transport->insecure_http};
-    if (auth.cred) rec.credential = auth.cred->key;
+    auth_target auth{*plan.registry, plan.repository, source.cred.get(), transport && transport->insecure_http};
     upstream_request up_req = upstream_request_for(ctx, plan, registry_origin(*plan.registry, transport));
     if (auto preset = rt.auth->preset(auth); !preset.empty()) up_req.set(http::field::authorization, preset);
 
     round_trip_result answer = co_await round_trip(rt, ctx.id, plan, auth, up_req);
+    if (answer.refusal && answer.refusal->reason == reason_code::upstream_auth_failed && source.from_cache &&
+        !source.cache_key.empty()) {
+        // The upstream rejected a cached helper/plugin answer, which may have
+        // rotated: drop it, ask the source again and retry once.
+        rt.resolver->forget(source);
+        auto fresh = co_await rt.resolver->resolve(*plan.registry, plan.repository);
+        if (!fresh) {
+            spdlog::warn("[{}] {}", ctx.id, fresh.error().message);
+            failure f = upstream_failure(502, fresh.error().message, reason_code::credential_source_failed);
+            co_return co_await refuse(ctx, rec, std::move(f), verdict::error);
+        }
+        source = std::move(*fresh);
+        auth.cred = source.cred.get();
+        up_req = upstream_request_for(ctx, plan, registry_origin(*plan.registry, transport));
+        if (auto preset = rt.auth->preset(auth); !preset.empty()) up_req.set(http::field::authorization, preset);
+        answer = co_await round_trip(rt, ctx.id, plan, auth, up_req);
+    }
     rec.upstream_status = answer.upstream_status;
     if (answer.refusal) co_return co_await refuse(ctx, rec, std::move(*answer.refusal), verdict::error);
     if (auto f = too_large(plan, *answer.response.parser, rt.cfg->limits))

@@ -9,6 +9,8 @@ std::shared_ptr<const runtime> make_runtime(config cfg, const runtime* previous,
     rt->stats = &stats;
     rt->credentials = std::make_shared<const credential_store>(load_credentials(cfg));
     rt->credential_keys = rt->credentials->keys();
+    if (!cfg.credential_providers.config.empty())
+        rt->providers = std::make_shared<const provider_config>(load_provider_config(cfg.credential_providers.config));
     rt->upstream = std::make_unique<upstream_client>(cfg, stats);
     // Tokens are keyed by credential fingerprint, so changed secrets never reuse old tokens.
     auto tokens = previous ? previous->auth->shared_cache() : std::make_shared<token_cache>();
@@ -26,6 +28,7 @@ std::shared_ptr<const runtime> make_runtime(config cfg, const runtime* previous,
         rt->log = std::make_shared<decision_log>(cfg.decision_log_path, cfg.decision_log_on_write_error, &stats);
     }
     rt->cfg = std::make_shared<const config>(std::move(cfg));
+    rt->resolver = std::make_unique<credential_resolver>(rt->cfg, rt->credentials, rt->providers, stats);
     return rt;
 }
 
