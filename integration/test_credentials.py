@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Credential sources that rotate (DESIGN §11): docker credential helpers
+"""Credential sources that rotate: docker credential helpers
 and kubelet image credential provider plugins, end to end.
 
 Everything runs in one private network namespace (only ``lo``):

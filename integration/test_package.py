@@ -18,7 +18,7 @@ dist/pullgate-<version>.oci.tar (or --deb/--oci name prebuilt ones). Then:
      with `ctr run --net-host` in this test's network namespace with the
      ConfigMap's config: /healthz, /v2/, a pull through it, its RSS; the
      DaemonSet's init container command and mount write hosts.toml
-  E  deploy/kubernetes/: the manifests parse and hold what DESIGN §12 says
+  E  deploy/kubernetes/: the manifests parse and hold what the README says
 
 mmdebstrap (only when the cached root is missing) is the one step that uses
 the network, before the tests enter their private network namespace.

@@ -1,5 +1,5 @@
 // Tests for include/pullgate/credential_helper.hpp: the docker credential
-// helper `get` exchange, read as docker's client reads it (DESIGN §11).
+// helper `get` exchange, read as docker's client reads it.
 #include "pullgate/credential_helper.hpp"
 
 #include <doctest/doctest.h>

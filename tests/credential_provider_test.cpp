@@ -1,6 +1,6 @@
 // Tests for include/pullgate/credential_provider.hpp: the kubelet's
 // CredentialProviderConfig, the v1 request/response, Go durations, cache keys
-// and matchImages patterns (DESIGN §11).
+// and matchImages patterns.
 #include "pullgate/credential_provider.hpp"
 
 #include "pullgate/config.hpp"

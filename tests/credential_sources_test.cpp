@@ -1,5 +1,5 @@
 // Tests for include/pullgate/credential_sources.hpp: which source answers a
-// pull, in the order DESIGN §11 gives (auths with a secret → credHelpers →
+// pull, in the documented order (auths with a secret → credHelpers →
 // secretless auths + credsStore → provider → anonymous).
 #include "pullgate/credential_sources.hpp"
 

@@ -1,4 +1,4 @@
-// Which credential source answers for a pull (DESIGN §11), first match wins:
+// Which credential source answers for a pull, first match wins:
 // an `auths` entry with a secret (longest prefix) → `credHelpers` (exact
 // registry) → an `auths` entry without a secret + `credsStore` → a provider
 // whose matchImages matches (config order) → anonymous. Pure.
