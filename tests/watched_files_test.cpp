@@ -19,3 +19,14 @@ TEST_CASE("watched_files: the config file and the credentials file it names") {
     c = parse_config("credentialsFile: /etc/pullgate/config.json\n", "");  // parsed from text: no file
     CHECK(watched_files(c) == std::vector<std::filesystem::path>{"/etc/pullgate/config.json"});
 }
+
+TEST_CASE("watched_files: the kubelet credential provider config too") {
+    ::unsetenv("CREDENTIALS_DIRECTORY");
+    const config c = parse_config(
+        "credentialsFile: /etc/pullgate/config.json\ncredentialProviders:\n"
+        "  config: /etc/eks/image-credential-provider/config.json\n  binDir: /etc/eks/image-credential-provider\n",
+        "/etc/pullgate/config.yaml");
+    CHECK(watched_files(c) == std::vector<std::filesystem::path>{"/etc/pullgate/config.yaml",
+                                                                 "/etc/pullgate/config.json",
+                                                                 "/etc/eks/image-credential-provider/config.json"});
+}
