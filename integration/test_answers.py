@@ -152,6 +152,18 @@ class A_Answers(unittest.TestCase):
         self.assertIsNone([d for d in lines if d["kind"] == "blob"][0]["digest"])
 
 
+    def test_a5_tls_client_hello_on_the_plain_port_is_logged_as_such(self):
+        import ssl
+        pg = E["pg"]
+        since = len(pg.decisions())
+        ctx = ssl.create_default_context()
+        with socket.create_connection(("127.0.0.1", pg.port), timeout=5) as raw:
+            with self.assertRaises(ssl.SSLError):
+                ctx.wrap_socket(raw, server_hostname="localhost")
+        lines = pg.wait_decisions(lambda ls: len(ls) > since, what="the ClientHello's line")[since:]
+        self.assertEqual((lines[0]["method"], lines[0]["status"], lines[0]["reason"]), ("TLS", 400, "bad_request"))
+
+
 class B_DecisionLogFull(unittest.TestCase):
     """The decision log on a 64 KiB tmpfs that the test fills."""
 

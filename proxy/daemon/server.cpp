@@ -200,6 +200,13 @@ asio::awaitable<bool> server::serve_request(beast::tcp_stream& stream, beast::fl
             co_return false;  // the client went away or stalled; nothing to answer
         rec.method = std::string(parser.get().method_string());
         failure f = bad_request("UNSUPPORTED", "malformed HTTP request: " + ec.message());
+        // A TLS record (0x16: handshake) on the plain listener: a client such
+        // as ctr < 1.7.16 or containers/image with insecure = true trying
+        // HTTPS first; it falls back to HTTP on this answer.
+        if (buffer.size() > 0 && static_cast<const unsigned char*>(buffer.data().data())[0] == 0x16) {
+            rec.method = "TLS";
+            f.message = "a TLS ClientHello reached pullgate's plain-HTTP listener; use http://" + rt.cfg->listen.text;
+        }
         rec.decision = verdict::error;
         rec.reason = f.reason;
         rec.status = f.status;
