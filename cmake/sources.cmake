@@ -9,6 +9,7 @@ set(PULLGATE_CORE_SOURCES
   proxy/core/oci_path.cpp
   proxy/core/registry_name.cpp
   proxy/core/policy.cpp
+  proxy/core/yaml_context.cpp
   proxy/core/config.cpp
   proxy/core/digest.cpp
   proxy/core/decision_log.cpp

@@ -329,7 +329,7 @@ class TestThroughPullgate(ClientsTest):
         for d in mine:
             self.assertEqual((d["registry"], d["decision"], d["reason"]),
                              (REGISTRY, "allow", "has_credentials"), json.dumps(d))
-            self.assertEqual(d["credential"], f"{REGISTRY}/team")
+            self.assertEqual(d["credential"], f"auths:{REGISTRY}/team")
         seen = reg.requests()[since_reg:]
         mine_at_reg = [e for e in seen if e.repository == repository]
         self.assertTrue(mine_at_reg)

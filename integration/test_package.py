@@ -287,7 +287,7 @@ class C_Systemd(unittest.TestCase):
                           10, what="the decision for creds.example.test")[-1]
         # Allowed by its credentials (the seed rule) and sent with them; the
         # registry itself is unreachable in the container's network namespace.
-        self.assertEqual((line["rule"], line["credential"]), ("creds.example.test", "creds.example.test"), line)
+        self.assertEqual((line["rule"], line["credential"]), ("creds.example.test", "auths:creds.example.test"), line)
         self.assertNotEqual(line["decision"], "deny", line)
         self.assertNotEqual(status, 403)
         user = self.sd.show("pullgate", "User", "DynamicUser", "LoadCredential")
@@ -310,7 +310,7 @@ class C_Systemd(unittest.TestCase):
         http(self.sd, "http://127.0.0.1:5000/v2/team/app/manifests/v1?ns=reload.example.test")
         line = h.wait_for(lambda: [d for d in decisions(self.log) if d.get("registry") == "reload.example.test"],
                           10, what="the decision for reload.example.test")[-1]
-        self.assertEqual((line["rule"], line["credential"]), ("reload.example.test", ""), line)
+        self.assertEqual((line["rule"], line["credential"]), ("reload.example.test", "anonymous"), line)
         self.assertNotEqual(line["decision"], "deny", line)
 
     def test_c6_watchdog_is_fed(self):

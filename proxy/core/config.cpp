@@ -1,4 +1,5 @@
 #include "pullgate/config.hpp"
+#include "pullgate/yaml_context.hpp"
 
 #include <yaml-cpp/yaml.h>
 #include <boost/url/grammar/parse.hpp>
@@ -12,22 +13,10 @@
 namespace pullgate {
 namespace {
 
-// Everything a parse step needs to name where it is.
-class context {
+// Errors name the file, the line and column, and the key.
+class context : public yaml_context {
 public:
-    explicit context(std::string_view source) : source_(source.empty() ? "<config>" : source) {}
-
-    [[noreturn]] void fail(const YAML::Node& at, std::string_view key, std::string_view what) const {
-        std::ostringstream os;
-        os << source_;
-        const YAML::Mark mark = at.Mark();
-        if (mark.line >= 0) os << ":" << mark.line + 1 << ":" << mark.column + 1;
-        os << ": " << key << ": " << what;
-        throw config_error(os.str());
-    }
-
-private:
-    std::string source_;
+    explicit context(std::string_view source) : yaml_context(source, "<config>") {}
 };
 
 std::string join(std::string_view parent, std::string_view key) {

@@ -1,6 +1,7 @@
 #include "pullgate/credential_provider.hpp"
 
 #include "pullgate/config.hpp"
+#include "pullgate/yaml_context.hpp"
 
 #include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
@@ -21,22 +22,10 @@ namespace {
 constexpr std::array<std::string_view, 3> config_api_versions = {
     "kubelet.config.k8s.io/v1", "kubelet.config.k8s.io/v1beta1", "kubelet.config.k8s.io/v1alpha1"};
 
-class context {
+// Errors name the file, the line and column, and the key.
+class context : public yaml_context {
 public:
-    explicit context(std::string_view source) : source_(source.empty() ? "<credential provider config>" : source) {}
-
-    [[noreturn]] void fail(const YAML::Node& at, std::string_view key, std::string_view what) const {
-        std::ostringstream os;
-        os << source_;
-        const YAML::Mark mark = at.Mark();
-        if (mark.line >= 0) os << ":" << mark.line + 1 << ":" << mark.column + 1;
-        os << ": " << key << ": " << what;
-        throw config_error(os.str());
-    }
-    const std::string& source() const { return source_; }
-
-private:
-    std::string source_;
+    explicit context(std::string_view source) : yaml_context(source, "<credential provider config>") {}
 };
 
 void check_keys(const context& ctx, const YAML::Node& map, const std::string& parent,

@@ -95,6 +95,26 @@ asio::awaitable<bool> relay_answer(request_context& ctx, decision_record& rec, c
     co_return false;
 }
 
+// A credential source that failed: the pull fails closed.
+asio::awaitable<bool> refuse_source(request_context& ctx, decision_record& rec, const credential_source_error& e) {
+    rec.credential = e.source;
+    spdlog::warn("[{}] {}", ctx.id, e.message);
+    failure f = upstream_failure(502, e.message, reason_code::credential_source_failed);
+    co_return co_await refuse(ctx, rec, std::move(f), verdict::error);
+}
+
+// The upstream request with `source`'s credential (a cached token or Basic
+// header up front), through the round trip.
+asio::awaitable<round_trip_result> ask_upstream(request_context& ctx, const request_plan& plan,
+                                                const resolved_credential& source) {
+    const runtime& rt = ctx.rt;
+    const registry_transport* transport = rt.cfg->transport_for(*plan.registry);
+    const auth_target auth{*plan.registry, plan.repository, source.cred.get(), transport && transport->insecure_http};
+    upstream_request up_req = upstream_request_for(ctx, plan, registry_origin(*plan.registry, transport));
+    if (auto preset = rt.auth->preset(auth); !preset.empty()) up_req.set(http::field::authorization, preset);
+    co_return co_await round_trip(rt, ctx.id, plan, auth, up_req);
+}
+
 }  // namespace
 
 asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
@@ -123,38 +143,21 @@ asio::awaitable<bool> handle_pull(request_context& ctx, decision_record& rec) {
     resolved_credential source{"anonymous", nullptr, {}, true};
     if (plan.reason != reason_code::anonymous_unlisted) {
         auto resolved = co_await rt.resolver->resolve(*plan.registry, plan.repository);
-        if (!resolved) {
-            rec.credential = resolved.error().source;
-            spdlog::warn("[{}] {}", ctx.id, resolved.error().message);
-            failure f = upstream_failure(502, resolved.error().message, reason_code::credential_source_failed);
-            co_return co_await refuse(ctx, rec, std::move(f), verdict::error);
-        }
+        if (!resolved) co_return co_await refuse_source(ctx, rec, resolved.error());
         source = std::move(*resolved);
     }
     rec.credential = source.source;
 
-    const registry_transport* transport = rt.cfg->transport_for(*plan.registry);
-    auth_target auth{*plan.registry, plan.repository, source.cred.get(), transport && transport->insecure_http};
-    upstream_request up_req = upstream_request_for(ctx, plan, registry_origin(*plan.registry, transport));
-    if (auto preset = rt.auth->preset(auth); !preset.empty()) up_req.set(http::field::authorization, preset);
-
-    round_trip_result answer = co_await round_trip(rt, ctx.id, plan, auth, up_req);
+    round_trip_result answer = co_await ask_upstream(ctx, plan, source);
     if (answer.refusal && answer.refusal->reason == reason_code::upstream_auth_failed && source.from_cache &&
         !source.cache_key.empty()) {
         // The upstream rejected a cached helper/plugin answer, which may have
         // rotated: drop it, ask the source again and retry once.
         rt.resolver->forget(source);
         auto fresh = co_await rt.resolver->resolve(*plan.registry, plan.repository);
-        if (!fresh) {
-            spdlog::warn("[{}] {}", ctx.id, fresh.error().message);
-            failure f = upstream_failure(502, fresh.error().message, reason_code::credential_source_failed);
-            co_return co_await refuse(ctx, rec, std::move(f), verdict::error);
-        }
+        if (!fresh) co_return co_await refuse_source(ctx, rec, fresh.error());
         source = std::move(*fresh);
-        auth.cred = source.cred.get();
-        up_req = upstream_request_for(ctx, plan, registry_origin(*plan.registry, transport));
-        if (auto preset = rt.auth->preset(auth); !preset.empty()) up_req.set(http::field::authorization, preset);
-        answer = co_await round_trip(rt, ctx.id, plan, auth, up_req);
+        answer = co_await ask_upstream(ctx, plan, source);
     }
     rec.upstream_status = answer.upstream_status;
     if (answer.refusal) co_return co_await refuse(ctx, rec, std::move(*answer.refusal), verdict::error);
