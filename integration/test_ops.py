@@ -405,7 +405,9 @@ class LoadWorkers:
 class C_ReloadUnderLoad(OpsTest):
     @classmethod
     def setUpClass(cls):
-        cls.pg = new_pullgate()
+        # SIGHUP reloads, counted exactly: the file watch (its own suite,
+        # test_reload_watch.py) would add reloads of its own for the rewrites.
+        cls.pg = new_pullgate(extra_config={"reload": {"watchFiles": False}})
         hosts = h.make_tempdir("pgit-ops-hosts-")
         h.write_no_bypass_hosts(hosts, cls.pg.url)
         cls.ctrd = h.Containerd(hosts_dir=hosts)

@@ -30,7 +30,7 @@ public:
     // Sends `req` to `o` and reads the response header. A request that fails
     // on a reused connection before any response byte arrived is retried once
     // on a fresh connection. Waits for a connection slot while `o` is at
-    // limits.maxUpstreamConnectionsPerOrigin, within the connect timeout.
+    // limits.maxUpstreamConnectionsPerOrigin, at most the stall timeout.
     // Sets `ec` on failure (connect, TLS, timeout).
     boost::asio::awaitable<upstream_response> exchange(const origin& o, upstream_request& req, bool head,
                                                        boost::system::error_code& ec);

@@ -95,11 +95,13 @@ asio::awaitable<upstream_response> upstream_client::exchange(const origin& o, up
     for (int attempt = 0; attempt < 2; ++attempt) {
         ec = {};
         upstream_response out;
+        // Waiting for a slot is waiting for the upstream to make progress for
+        // us: bounded like a stalled upstream, not like a connect.
         auto slot = co_await pool_->acquire(o, /*fresh=*/attempt > 0,
-                                            std::chrono::steady_clock::now() + limits_.upstream_connect_timeout);
+                                            std::chrono::steady_clock::now() + limits_.upstream_stall_timeout);
         if (!slot.granted) {
             spdlog::warn(
-                "no connection to {} within upstreamConnectTimeoutSeconds: {} open, the cap is "
+                "no connection to {} within upstreamStallTimeoutSeconds: {} open, the cap is "
                 "limits.maxUpstreamConnectionsPerOrigin ({})",
                 o.key(), pool_->open(o.key()), limits_.max_upstream_connections_per_origin);
             ec = beast::error::timeout;
