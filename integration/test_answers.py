@@ -177,6 +177,7 @@ class B_DecisionLogFull(unittest.TestCase):
         cls.pg = h.Pullgate(PULLGATE_BINARY, allow_list=[reg.host], registries={reg.host: {"caFile": E["ca"].ca_cert}},
                             admin_port=cls.admin,
                             extra_config={"decisionLog": {"path": os.path.join(cls.dir, "decisions.log")}})
+        cls.pg.decision_log_path = os.path.join(cls.dir, "decisions.log")  # what pg.decisions() reads
 
     def fill(self):
         """Fills the tmpfs to the last byte; the caller removes the filler."""
