@@ -20,9 +20,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!r) {
         const failure& f = r.error();
         FUZZ_CHECK(f.status == 400 || f.status == 404, f.code);
-        FUZZ_CHECK(f.code == "NAME_INVALID" || f.code == "DIGEST_INVALID" || f.code == "NAME_UNKNOWN", f.code);
+        FUZZ_CHECK(f.code == "NAME_INVALID" || f.code == "DIGEST_INVALID" || f.code == "NAME_UNKNOWN" ||
+                       f.code == "MANIFEST_UNKNOWN",
+                   f.code);
         FUZZ_CHECK(!f.message.empty());
-        FUZZ_CHECK(!f.reason.empty());
+        FUZZ_CHECK(f.reason == reason_code::bad_request, f.code);
         return 0;
     }
     const oci_request& req = *r;
