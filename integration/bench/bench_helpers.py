@@ -316,10 +316,10 @@ def curl_hashed(url: str, extra: list, max_time: float,
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """utime+stime (s) of the live processes in process group ``pgid``
-    (a Service started with start_new_session: the daemon and its workers)."""
-    total = 0
+def _proc_stats():
+    """(pid, fields of /proc/PID/stat after the command name) of every live
+    process: fields[0] = state (field 3), fields[2] = pgrp (field 5),
+    fields[11]/[12] = utime/stime (fields 14/15)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -328,10 +328,13 @@ def group_cpu_seconds(pgid: int) -> float:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        # fields[0] = state (field 3); pgrp = field 5, utime = 14, stime = 15
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
+        yield int(entry), stat[stat.rindex(")") + 2:].split()
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """utime+stime (s) of the live processes in process group ``pgid``
+    (a Service started with start_new_session: the daemon and its workers)."""
+    total = sum(int(f[11]) + int(f[12]) for _, f in _proc_stats() if int(f[2]) == pgid)
     return total / _CLK_TCK
 
 
@@ -501,18 +504,7 @@ def pids_cpu_seconds(pids) -> float:
 
 def group_pids(pgid: int) -> list:
     """Live processes of process group ``pgid``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
-            pids.append(int(entry))
-    return pids
+    return [pid for pid, f in _proc_stats() if int(f[2]) == pgid]
 
 
 # --------------------------------------------------------------------------
