@@ -92,8 +92,10 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
     auto& up_socket = conn.tcp().socket();
     auto& down_socket = down.socket();
     error_code ec;
-    up_socket.non_blocking(true, ec);
-    down_socket.non_blocking(true, ec);
+    // Set once per socket (an ioctl each): both stay non-blocking afterwards,
+    // and Asio's own operations work either way.
+    if (!up_socket.non_blocking()) up_socket.non_blocking(true, ec);
+    if (!ec && !down_socket.non_blocking()) down_socket.non_blocking(true, ec);
     if (ec) {
         result.outcome = relay_outcome::client_closed;
         co_return result;
@@ -156,6 +158,64 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
         result.bytes += fill;
     }
     result.outcome = relay_outcome::complete;
+    co_return result;
+}
+
+// Whether the whole body of `length` bytes is in the connection's buffer,
+// after taking what can be had without waiting. A small body (a manifest)
+// usually shares the header's TLS record, but reading the header took only
+// its first bytes: the rest is already decrypted in OpenSSL's record buffer.
+bool take_buffered_body(upstream_connection& conn, std::uint64_t length) {
+    if (length > conn.buffer.max_size()) return false;
+    const auto want = static_cast<std::size_t>(length);
+    if (conn.buffer.size() >= want) return conn.buffer.size() == want;
+    error_code ec;
+    auto& socket = conn.tcp().socket();
+    if (!socket.non_blocking()) socket.non_blocking(true, ec);  // a plain-HTTP read must not block either
+    while (!ec && conn.buffer.size() < want) {
+        const auto space = conn.buffer.prepare(want - conn.buffer.size());
+        const std::size_t n = conn.visit([&](auto& s) { return s.read_some(space, ec); });
+        conn.buffer.commit(n);
+        if (n == 0) break;
+    }
+    return conn.buffer.size() == want;
+}
+
+// The whole body came in with the header (a manifest, an error body): header
+// and body leave in one write, with no relay buffer and no socket watch. On
+// a digest mismatch only the header leaves, as on the streaming path.
+asio::awaitable<relay_result> relay_buffered_body(upstream_response& up, beast::tcp_stream& down,
+                                                  downstream_header& header,
+                                                  http::response_serializer<http::buffer_body>& sr, body_hash hashing,
+                                                  const limits& lim) {
+    relay_result result;
+    auto& conn = *up.connection;
+    const asio::const_buffer body = conn.buffer.data();
+    bool send_body = true;
+    if (hashing.hash) {
+        hashing.hash->update({static_cast<const char*>(body.data()), body.size()});
+        send_body = finish_hash(hashing, result);  // false: digest_mismatch recorded
+    }
+    error_code ec;
+    down.expires_after(lim.client_idle_timeout);
+    if (!send_body) {
+        // The header alone, as on the streaming path; the caller cuts the connection.
+        co_await http::async_write_header(down, sr, asio::redirect_error(asio::use_awaitable, ec));
+        co_return result;
+    }
+    // buffer_body takes a mutable pointer; the serializer only reads through it.
+    header.body().data = const_cast<void*>(body.data());
+    header.body().size = body.size();
+    header.body().more = false;
+    co_await http::async_write(down, sr, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+        result.outcome = relay_outcome::client_closed;
+        co_return result;
+    }
+    result.bytes = body.size();
+    conn.buffer.consume(body.size());
+    result.outcome = relay_outcome::complete;
+    result.upstream_reusable = up.parser->keep_alive();
     co_return result;
 }
 
@@ -283,6 +343,10 @@ asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& do
     header.body().size = 0;
     header.body().more = !header_only;
     http::response_serializer<http::buffer_body> sr{header};
+
+    if (!header_only && !parser.chunked() && parser.content_length() && !parser.is_done() &&
+        take_buffered_body(conn, *parser.content_length()))
+        co_return co_await relay_buffered_body(up, down, header, sr, hashing, lim);
 
     down.expires_after(lim.client_idle_timeout);
     co_await http::async_write_header(down, sr, asio::redirect_error(asio::use_awaitable, ec));
