@@ -15,8 +15,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::uint32_t watch_mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY |
-                                     IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+// No IN_MODIFY: a file being written is read once its writer closes it
+// (IN_CLOSE_WRITE) or renames it into place, never half-written; and a busy
+// file that shares the directory (a decision log next to the config) wakes
+// nobody on every append.
+constexpr std::uint32_t watch_mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB |
+                                     IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 
 int make_inotify() {
     int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
