@@ -183,6 +183,71 @@ TEST_CASE("to_json_line: client-controlled text stays on one line and never thro
     }
 }
 
+// The line as an ordered_json object dumps it: to_json_line must give the
+// same bytes, whatever the text in the fields.
+std::string reference_line(const decision_record& r) {
+    nlohmann::ordered_json j;
+    j["ts"] = rfc3339_ms(r.ts);
+    j["id"] = r.id;
+    j["client"] = r.client;
+    j["method"] = r.method;
+    j["registry"] = r.registry;
+    j["repository"] = r.repository;
+    j["kind"] = r.kind;
+    j["reference"] = r.reference;
+    j["digest"] = r.digest.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r.digest);
+    j["decision"] = to_string(r.decision);
+    j["reason"] = to_string(r.reason);
+    j["rule"] = r.rule;
+    j["credential"] = r.credential;
+    j["status"] = r.status;
+    j["upstream_status"] =
+        r.upstream_status ? nlohmann::ordered_json(r.upstream_status) : nlohmann::ordered_json(nullptr);
+    j["bytes"] = r.bytes;
+    j["duration_ms"] = r.duration_ms;
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+TEST_CASE("to_json_line: byte for byte what nlohmann's serializer writes") {
+    const std::vector<std::string> texts = {
+        "",
+        "plain",
+        "registry.example.com:5000",
+        "sha256:" + std::string(64, 'a'),
+        "quote\"and\\backslash",
+        "only \"quotes\"",
+        "only \\backslashes\\",
+        "slash/and~tilde",
+        std::string("nul\0inside", 10),
+        "\x01\x1f\x7f controls and DEL",
+        "line\nbreak\rreturn\ttab",
+        "\xff\xfe not utf-8",
+        "truncated \xe2\x82",
+        "valid \xe2\x82\xac utf-8",
+    };
+    std::uint64_t n = 0;
+    for (const auto& text : texts) {
+        decision_record r = sample(text);
+        r.client = text;
+        r.method = text;
+        r.registry = text;
+        r.repository = text;
+        r.kind = text;
+        r.reference = text;
+        r.digest = text;
+        r.rule = text;
+        r.credential = text;
+        r.status = static_cast<unsigned>(n * 101);
+        r.upstream_status = static_cast<unsigned>(n % 2 ? 0 : 200 + n);
+        r.bytes = n * 0x1'0000'0001ULL;
+        r.duration_ms = n == 3 ? UINT64_MAX : n;
+        r.decision = n % 3 == 0 ? verdict::allow : n % 3 == 1 ? verdict::deny : verdict::error;
+        ++n;
+        CAPTURE(text);
+        CHECK(to_json_line(r) == reference_line(r));
+    }
+}
+
 TEST_CASE("decision_log writes one line per record, appending") {
     test::temp_dir dir;
     const fs::path path = dir.path() / "decisions.log";
