@@ -8,8 +8,14 @@ Everything runs in one private network namespace (only ``lo``):
   registry B  TLS, added to / removed from the allowlist by reloads
   pullgate    several instances (one per concern), caFile for A and B
   containerd  ctr pulls through the reload-test pullgate (no-bypass hosts.toml)
-systemd itself is not running: the unit is checked with systemd-analyze, and
-the notify/watchdog protocol with a NOTIFY_SOCKET this test binds.
+systemd itself is not running here: the unit is checked with systemd-analyze,
+and the notify/watchdog protocol with a NOTIFY_SOCKET this test binds. The
+same daemon under a real systemd (systemd-nspawn --boot: active by READY=1,
+reload with the same MainPID, the watchdog fed, stop with status 0) is
+integration.package, part C. This test keeps what systemd does not show:
+the messages themselves (READY=1 from the main pid, RELOADING=1 with
+MONOTONIC_USEC then READY=1, STOPPING=1) and the spacing of the pings at a
+2 s watchdog.
 
 Run: /usr/bin/python3 integration/test_ops.py --pullgate build/pullgate \
          --unit build/pullgate.service [-k PATTERN] [--keep]
