@@ -1,6 +1,7 @@
 // Streaming an upstream response to the client: the header first, then the
 // body through one fixed buffer (Beast's relay() shape), optionally hashed on
-// the way. Runs on the calling session's coroutine.
+// the way; a body that arrived whole with the header (a manifest) leaves in
+// the header's write. Runs on the calling session's coroutine.
 #pragma once
 
 #include "pullgate/config.hpp"

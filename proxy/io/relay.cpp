@@ -44,6 +44,10 @@ bool is_rate_limit_header(std::string_view name) {
     return starts("RateLimit-") || starts("X-RateLimit-") || starts("Docker-RateLimit-");
 }
 
+// What an upstream connection's read buffer may keep between requests: a
+// header and a small body; a larger body's growth is given back after it.
+constexpr std::size_t idle_buffer_capacity = 16 * 1024;
+
 // Which side a raw relay is blocked on, and since when (for the watchdog).
 struct relay_clock {
     enum class side { none, upstream, client } waiting = side::none;
@@ -214,6 +218,9 @@ asio::awaitable<relay_result> relay_buffered_body(upstream_response& up, beast::
     }
     result.bytes = body.size();
     conn.buffer.consume(body.size());
+    // A large body (an image index) grew the buffer; a pooled connection
+    // does not keep that memory while idle.
+    if (conn.buffer.capacity() > idle_buffer_capacity) conn.buffer.shrink_to_fit();
     result.outcome = relay_outcome::complete;
     result.upstream_reusable = up.parser->keep_alive();
     co_return result;
