@@ -338,6 +338,42 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / _CLK_TCK
 
 
+def machine_busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (/proc/stat:
+    every state but idle and iowait, all CPUs)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _CLK_TCK
+
+
+def own_tree_cpu_seconds() -> float:
+    """CPU seconds of this process and everything it started: its own
+    times, the children it has reaped (with theirs), and every live
+    descendant (fields 14-17 of /proc/PID/stat: utime, stime and the times
+    of the children it reaped)."""
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    stats = dict(_proc_stats())
+    me = os.getpid()
+
+    def descends(pid: int) -> bool:
+        seen = 0
+        while pid > 1 and seen < 64:
+            f = stats.get(pid)
+            if f is None:
+                return False
+            pid = int(f[1])  # ppid
+            if pid == me:
+                return True
+            seen += 1
+        return False
+
+    ticks = sum(int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+                for pid, f in stats.items() if pid != me and descends(pid))
+    return total + ticks / _CLK_TCK
+
+
 # --------------------------------------------------------------------------
 # wrk and ab
 # --------------------------------------------------------------------------

@@ -86,12 +86,31 @@ WARNINGS: list[str] = []     # worth reading, not failures
 
 
 LOADAVG: dict = {}
+CPU_MARKS: dict = {}   # phase -> (monotonic s, machine busy CPU-s, this benchmark's CPU-s)
 
 
 def note_load(when: str) -> None:
-    """Remember the machine's 1-minute load average (other work on the box
-    skews every figure; the summary says so)."""
+    """Remember the machine's 1-minute load average, and the CPU time of the
+    whole machine and of this benchmark's own processes, so that the summary
+    can say how much other work shared the cores (it skews every figure)."""
     LOADAVG[when] = round(os.getloadavg()[0], 2)
+    CPU_MARKS[when] = (time.monotonic(), bh.machine_busy_cpu_seconds(), bh.own_tree_cpu_seconds())
+
+
+def other_work() -> Optional[dict]:
+    """Average cores used by processes other than this benchmark's, from
+    the first mark to the last (the load average cannot tell: the
+    benchmark's own registry, proxy and client make it ~3 on their own)."""
+    if len(CPU_MARKS) < 2:
+        return None
+    marks = list(CPU_MARKS.values())
+    (t0, busy0, own0), (t1, busy1, own1) = marks[0], marks[-1]
+    wall = t1 - t0
+    if wall <= 0:
+        return None
+    other = max(0.0, (busy1 - busy0) - (own1 - own0))
+    return {"wall_s": round(wall, 1), "machine_busy_cores": round((busy1 - busy0) / wall, 2),
+            "benchmark_cores": round((own1 - own0) / wall, 2), "other_cores": round(other / wall, 2)}
 
 
 def log(msg: str) -> None:
@@ -601,10 +620,12 @@ def phase_manifest(env: dict, pg: h.Pullgate, ngt: bh.Nginx, work: str, duration
     reg = env["noauth"]
     ns = urllib.parse.quote(reg.host, safe="")
     rel = f"/v2/{REPO}/manifests/{TAG}"
+    # The third element: the process group whose CPU time is charged to the
+    # target (the proxy's; the registry's own for "direct").
     targets = [
-        ("pullgate", f"{pg.url}{rel}?ns={ns}", {}),
-        ("nginx-tuned", ngt.url + rel, {}),
-        ("direct", reg.url + rel, {}),
+        ("pullgate", f"{pg.url}{rel}?ns={ns}", {}, pg.pid),
+        ("nginx-tuned", ngt.url + rel, {}, ngt.pid),
+        ("direct", reg.url + rel, {}, reg.pid),
     ]
     log(f"phase 7: manifest HEAD (ab -i -k -c32 -t{duration}) and GET "
         f"(wrk -t2 -c32 -d{duration}s --latency)")
@@ -612,7 +633,7 @@ def phase_manifest(env: dict, pg: h.Pullgate, ngt: bh.Nginx, work: str, duration
     ctx = env["ca"].ssl_context()
     out: dict = {}
     valid = {}
-    for name, url, hdrs in targets:
+    for name, url, hdrs, _ in targets:
         for method in ("HEAD", "GET"):
             r = h.http_request(method, url, headers={"Accept": h.CONTAINERD_MANIFEST_ACCEPT, **hdrs},
                                ssl_context=ctx)
@@ -635,12 +656,13 @@ def phase_manifest(env: dict, pg: h.Pullgate, ngt: bh.Nginx, work: str, duration
             if problems:
                 fail(f"{name} manifest {method}: " + ", ".join(problems))
     for method in ("HEAD", "GET"):
-        for name, url, hdrs in targets:
+        for name, url, hdrs, pgid in targets:
             key = f"{name} {method}"
             if not valid[(name, method)]:
                 out[key] = {"skipped": "failed the correctness pre-check"}
                 continue
             accept = {"Accept": h.CONTAINERD_MANIFEST_ACCEPT}
+            cpu0 = bh.group_cpu_seconds(pgid)
             if method == "HEAD":
                 # wrk 4.1 cannot measure HEAD (0 requests complete: its parser
                 # waits for the Content-Length body); ApacheBench -i can
@@ -649,9 +671,14 @@ def phase_manifest(env: dict, pg: h.Pullgate, ngt: bh.Nginx, work: str, duration
                 script = bh.write_wrk_script(os.path.join(work, f"wrk-{name}-{method}.lua"),
                                              method, {**accept, **hdrs})
                 r = bh.run_wrk(url, script, duration)
+            # CPU of the target's own processes per request: what the proxy
+            # takes from the two cores it shares with the registry and the client.
+            r["cpu_s"] = bh.group_cpu_seconds(pgid) - cpu0
+            r["cpu_us_per_request"] = r["cpu_s"] / r["requests"] * 1e6 if r.get("requests") else None
             out[key] = r
             errs = bh.errors_total(r)
             log(f"  {key:18s} {r['tool']:3s} {r['rps'] or 0:9.1f} req/s  p99 {fmt_ms(r['p99_ms'])}  "
+                f"CPU {fmt(r['cpu_us_per_request'], '.0f')} us/request  "
                 f"requests {r['requests']}  non-2xx {r['non2xx']}  errors {r['socket_errors']}")
             if not r["rps"] or r["rc"] != 0:
                 fail(f"{r['tool']} against {key} produced no result (rc {r['rc']}):\n{r['raw'][-1500:]}")
@@ -659,6 +686,66 @@ def phase_manifest(env: dict, pg: h.Pullgate, ngt: bh.Nginx, work: str, duration
                 fail(f"{r['tool']} against {key}: {r['non2xx']} non-2xx responses, errors "
                      f"{r['socket_errors']} out of {r['requests']} requests")
             check_services(services)
+    # Added latency, without queueing: one connection, one request at a time
+    # (with 32 the registry's own queue makes every p99 ~150 ms and hides
+    # what a proxy adds).
+    for name, url, hdrs, pgid in targets:
+        key = f"{name} GET c1"
+        if not valid[(name, "GET")]:
+            continue
+        script = bh.write_wrk_script(os.path.join(work, f"wrk-{name}-GET.lua"), "GET",
+                                     {"Accept": h.CONTAINERD_MANIFEST_ACCEPT, **hdrs})
+        cpu0 = bh.group_cpu_seconds(pgid)
+        r = bh.run_wrk(url, script, duration, threads=1, connections=1)
+        r["cpu_s"] = bh.group_cpu_seconds(pgid) - cpu0
+        r["cpu_us_per_request"] = r["cpu_s"] / r["requests"] * 1e6 if r.get("requests") else None
+        out[key] = r
+        log(f"  {key:18s} {r['tool']:3s} {r['rps'] or 0:9.1f} req/s  p50 {fmt_ms(r['p50_ms'])}  "
+            f"p99 {fmt_ms(r['p99_ms'])}  CPU {fmt(r['cpu_us_per_request'], '.0f')} us/request")
+        if not r["rps"] or r["rc"] != 0 or r["non2xx"] or bh.errors_total(r):
+            fail(f"wrk -c1 against {key}: rc {r['rc']}, non-2xx {r['non2xx']}, errors {r['socket_errors']}")
+        check_services(services)
+    return out
+
+
+def phase_manifest_compare(env: dict, pg: h.Pullgate, others: list, work: str, duration: int, runs: int,
+                           services: list) -> dict:
+    """Before/after for the request path: manifest GETs (wrk, 32
+    connections) through --pullgate and each other build, interleaved over
+    ``runs`` rounds; req/s and the build's CPU per request, medians."""
+    reg = env["noauth"]
+    ns = urllib.parse.quote(reg.host, safe="")
+    rel = f"/v2/{REPO}/manifests/{TAG}?ns={ns}"
+    builds = [("pullgate", pg)]
+    for i, other in enumerate(others, 1):
+        other_pg = start_pullgate(other, env, work)
+        services.append(other_pg)
+        builds.append((f"compare{i}", other_pg))
+        log(f"compare{i}: {other} pid {other_pg.pid}")
+    script = bh.write_wrk_script(os.path.join(work, "wrk-compare-GET.lua"), "GET",
+                                 {"Accept": h.CONTAINERD_MANIFEST_ACCEPT})
+    out: dict = {name: {"rps": [], "cpu_us_per_request": [], "p99_ms": []} for name, _ in builds}
+    for r in range(runs):
+        for name, b in builds:
+            cpu0 = bh.group_cpu_seconds(b.pid)
+            w = bh.run_wrk(f"{b.url}{rel}", script, duration)
+            cpu = bh.group_cpu_seconds(b.pid) - cpu0
+            if not w["rps"] or w["non2xx"] or bh.errors_total(w):
+                fail(f"{name} manifest GET: rps {w['rps']}, non-2xx {w['non2xx']}, errors {w['socket_errors']}")
+                continue
+            out[name]["rps"].append(w["rps"])
+            out[name]["cpu_us_per_request"].append(cpu / w["requests"] * 1e6)
+            out[name]["p99_ms"].append(w["p99_ms"])
+        log(f"  round {r + 1}/{runs}: " + ", ".join(
+            f"{name} {out[name]['rps'][-1]:.0f} req/s {out[name]['cpu_us_per_request'][-1]:.0f} us/req"
+            for name, _ in builds if out[name]["rps"]))
+        check_services(services)
+    for name, b in builds:
+        o = out[name]
+        print(f"  {name:10s} {b.binary if hasattr(b, 'binary') else ''}")
+        print(f"    req/s median {fmt(statistics.median(o['rps']) if o['rps'] else None, '.0f')}  "
+              f"CPU us/request median {fmt(statistics.median(o['cpu_us_per_request']) if o['rps'] else None, '.0f')}"
+              f"  runs " + " ".join(f"{v:.0f}" for v in o["cpu_us_per_request"]))
     return out
 
 
@@ -845,6 +932,23 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+def print_manifest(mf: dict, seconds: int) -> None:
+    print(f"\nmanifest {REPO}:{TAG} from a registry WITHOUT auth, 32 connections, "
+          f"{seconds}s each: HEAD with ab -i -k (wrk cannot do HEAD), GET with "
+          f"wrk -t2 --latency; direct = the registry itself over TLS; CPU = utime+stime of the "
+          f"target's processes (the registry's own for direct) per request")
+    print(f"  {'target':20s} {'tool':4s} {'req/s':>8s} {'p50':>9s} {'p99':>9s} {'CPU us/req':>10s} "
+          f"{'requests':>8s} {'non-2xx':>7s}  errors")
+    for key, r in mf.items():
+        if "skipped" in r:
+            print(f"  {key:20s} skipped: {r['skipped']}")
+            continue
+        se = ", ".join(f"{k} {v}" for k, v in r["socket_errors"].items() if v) or "0"
+        print(f"  {key:20s} {r['tool']:4s} {fmt(r['rps'], '.1f'):>8s} {fmt_ms(r['p50_ms']):>9s} "
+              f"{fmt_ms(r['p99_ms']):>9s} {fmt(r.get('cpu_us_per_request'), '.0f'):>10s} "
+              f"{fmt(r['requests'], 'd'):>8s} {r['non2xx']:>7d}  {se}")
+
+
 def summarize(res: dict) -> list:
     """Print the tables and targets; returns the target list."""
     tp, rss, mf = res.get("throughput", {}), res.get("rss", {}), res.get("manifest", {})
@@ -854,6 +958,10 @@ def summarize(res: dict) -> list:
     print(f"pullgate benchmark  ({res['mode']}, {res['runs']} runs/path, "
           f"wrk {res['wrk_seconds']}s, {os.cpu_count()} CPUs)")
     print("=" * 78)
+    ow = res.get("other_work")
+    if ow:
+        print(f"\nCPU over the run ({ow['wall_s']} s): the machine {ow['machine_busy_cores']} cores busy, this "
+              f"benchmark's processes {ow['benchmark_cores']}, other work {ow['other_cores']}")
     sha_gib = sha.get("cpu_s_per_gib")
     if sha:
         print(f"\nSHA-256 on this machine (openssl speed -evp sha256 -bytes 262144, same run): "
@@ -935,18 +1043,7 @@ def summarize(res: dict) -> list:
               f"{idle['rss_before_kib'] / 1024:.1f} -> {idle['rss_with_idle_kib'] / 1024:.1f} MiB, "
               f"{idle['kib_per_connection']:.1f} KiB per connection")
     if mf:
-        print(f"\nmanifest {REPO}:{TAG} from a registry WITHOUT auth, 32 connections, "
-              f"{res['wrk_seconds']}s each: HEAD with ab -i -k (wrk cannot do HEAD), GET with "
-              f"wrk -t2 --latency; direct = the registry itself over TLS")
-        print(f"  {'target':20s} {'tool':4s} {'req/s':>8s} {'p50':>9s} {'p99':>9s} "
-              f"{'requests':>8s} {'non-2xx':>7s}  errors")
-        for key, r in mf.items():
-            if "skipped" in r:
-                print(f"  {key:20s} skipped: {r['skipped']}")
-                continue
-            se = ", ".join(f"{k} {v}" for k, v in r["socket_errors"].items() if v) or "0"
-            print(f"  {key:20s} {r['tool']:4s} {fmt(r['rps'], '.1f'):>8s} {fmt_ms(r['p50_ms']):>9s} "
-                  f"{fmt_ms(r['p99_ms']):>9s} {fmt(r['requests'], 'd'):>8s} {r['non2xx']:>7d}  {se}")
+        print_manifest(mf, res["wrk_seconds"])
     # targets
     targets = []
 
@@ -983,12 +1080,17 @@ def summarize(res: dict) -> list:
         prps, nrps = p.get("rps"), n.get("rps")
         target(f"manifest {method}: pullgate req/s >= nginx tuned (upstream without auth)",
                bool(prps and nrps and prps >= nrps and not p.get("non2xx")),
-               f"{fmt(prps)} vs {fmt(nrps)} req/s ({fmtx(ratio(prps, nrps))}); registry alone {fmt(d.get('rps'))}")
-        added = (p["p99_ms"] - d["p99_ms"]) if p.get("p99_ms") is not None and d.get("p99_ms") is not None else None
-        target(f"manifest {method}: p99 added over the registry alone < 1 ms",
-               added is not None and added < 1.0,
-               f"p99 {fmt_ms(p.get('p99_ms'))} vs {fmt_ms(d.get('p99_ms'))} ({fmt(added, '+.2f')} ms; "
-               f"nginx tuned {fmt_ms(n.get('p99_ms'))})" + ("; ab resolves 1 ms" if method == "HEAD" else ""))
+               f"{fmt(prps)} vs {fmt(nrps)} req/s ({fmtx(ratio(prps, nrps))}); registry alone {fmt(d.get('rps'))}; "
+               f"CPU per request {fmt(p.get('cpu_us_per_request'), '.0f')} vs {fmt(n.get('cpu_us_per_request'), '.0f')} us "
+               f"(the registry's own {fmt(d.get('cpu_us_per_request'), '.0f')})")
+    # p99 added: one connection (no queueing in the registry), GET (wrk
+    # resolves microseconds; ab only milliseconds).
+    p, n, d = (mf.get(f"{t} GET c1", {}) for t in ("pullgate", "nginx-tuned", "direct"))
+    added = (p["p99_ms"] - d["p99_ms"]) if p.get("p99_ms") is not None and d.get("p99_ms") is not None else None
+    target("manifest GET, one connection: p99 added over the registry alone < 1 ms",
+           added is not None and added < 1.0,
+           f"p99 {fmt_ms(p.get('p99_ms'))} vs {fmt_ms(d.get('p99_ms'))} ({fmt(added, '+.2f')} ms; "
+           f"nginx tuned {fmt_ms(n.get('p99_ms'))})")
     print("\ntargets (reported, not asserted)")
     for t in targets:
         print(f"  [{'PASS' if t['pass'] else 'FAIL'}] {t['target']}: {t['detail']}")
@@ -1027,6 +1129,9 @@ def main() -> int:
     ap.add_argument("--compare", nargs="+", metavar="BINARY",
                     help="only compare CPU-s/GiB (verified and Range) of --pullgate against these "
                          "builds, interleaved over --runs downloads each")
+    ap.add_argument("--only", choices=["manifest"],
+                    help="run only this phase (after the setup): manifest = the HEAD/GET phase, "
+                         "e.g. to profile pullgate under it")
     ap.add_argument("--profile", action="store_true",
                     help="only profile pullgate: perf record and strace -c during a 512 MiB "
                          "download, verified and unverified, and the upstream TLS suite")
@@ -1071,7 +1176,7 @@ def main() -> int:
         res["nginx_conf"] = {"tuned": ngt.conf_text, "default": ngd.conf_text}
         services = [reg, env["noauth"], pg, ngt, ngd, ngn]
 
-        if args.compare:
+        if args.compare and not args.only:
             # Before/after: the same downloads through several builds,
             # interleaved, CPU-s/GiB verified and unverified for each.
             paths = []
@@ -1093,6 +1198,14 @@ def main() -> int:
             raise _OnlyModeDone()
         if args.profile:
             res["profile"] = phase_profile(env, pg, ngt, work)
+            raise _OnlyModeDone()
+        if args.only == "manifest" and args.compare:
+            res["manifest_compare"] = phase_manifest_compare(env, pg, [os.path.abspath(b) for b in args.compare],
+                                                             work, wrk_s, runs, services)
+            raise _OnlyModeDone()
+        if args.only == "manifest":
+            res["manifest"] = phase_manifest(env, pg, ngn, work, wrk_s, services)
+            print_manifest(res["manifest"], wrk_s)
             raise _OnlyModeDone()
         note_load("sha256")
         res["sha256"] = bh.sha256_cost(sha_s)
@@ -1129,12 +1242,12 @@ def main() -> int:
         traceback.print_exc()
         fail(f"benchmark error: {exc!r}")
     res["load_average_1min"] = LOADAVG
-    busy = {k: v for k, v in LOADAVG.items() if v > 1.5}
-    if busy:
-        WARNINGS.append("the machine was busy with other work (1-min load average " +
-                        ", ".join(f"{k}: {v}" for k, v in LOADAVG.items()) +
-                        f" on {os.cpu_count()} CPUs): absolute figures are noisy, compare "
-                        "the interleaved paths with each other")
+    res["other_work"] = other_work()
+    ow = res["other_work"]
+    if ow and ow["other_cores"] > 0.2:
+        WARNINGS.append(f"other work shared the machine: {ow['other_cores']} cores on average besides this "
+                        f"benchmark's {ow['benchmark_cores']} (of {os.cpu_count()}): absolute figures are noisy, "
+                        "compare the interleaved paths with each other")
     res["targets"] = summarize(res)
     res["correctness_failures"] = FAILURES
     res["elapsed_s"] = time.monotonic() - T0
