@@ -1,6 +1,6 @@
 """Helpers for integration/bench/run_bench.py (python3 stdlib only).
 
-Builds on integration/harness.py (which is imported, never edited):
+Builds on the integration/harness/ package (imported, never edited):
 blob upload through the registry HTTP API, an nginx reverse proxy run from a
 temp prefix, curl downloads (timed, or hashed while they stream), wrk runs
 and the parsing of wrk's output.

@@ -10,7 +10,7 @@ Run (as root, from the repository root):
     /usr/bin/python3 integration/bench/run_bench.py --pullgate NEW --compare OLD [--runs N]
 
 Everything runs in one private network namespace with only ``lo`` (made by
-integration/harness.py); nothing talks to anything but 127.0.0.1.
+integration/harness/); nothing talks to anything but 127.0.0.1.
 
 Phases (integration/bench/README.md has the details)
   1  TLS docker-registry with htpasswd (bcrypt) Basic auth; a 512 MiB and a
@@ -57,7 +57,7 @@ from typing import Optional
 
 sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))   # integration/ (harness.py)
+sys.path.insert(0, os.path.dirname(HERE))   # integration/ (the harness package)
 sys.path.insert(0, HERE)
 import harness as h  # noqa: E402
 import bench_helpers as bh  # noqa: E402
