@@ -8,6 +8,7 @@ Run (as root, from the repository root):
     /usr/bin/python3 integration/bench/run_bench.py --pullgate build/pullgate [--quick] [--json out.json]
     /usr/bin/python3 integration/bench/run_bench.py --pullgate build/pullgate --profile
     /usr/bin/python3 integration/bench/run_bench.py --pullgate NEW --compare OLD [--runs N]
+    /usr/bin/python3 integration/bench/run_bench.py --pullgate NEW --only manifest [--compare OLD]
 
 Everything runs in one private network namespace with only ``lo`` (made by
 integration/harness/); nothing talks to anything but 127.0.0.1.
@@ -30,8 +31,9 @@ Phases (integration/bench/README.md has the details)
   6  a FRESH pullgate with 100 concurrent 64 MiB downloads (peak VmHWM);
      another with 1000 idle keep-alive connections (RSS per connection).
   7  manifest HEAD (ab -i -k) and GET (wrk --latency) against the registry
-     without auth: pullgate, nginx-tuned, the registry alone.
-  8  summary, issue 13's targets with PASS/FAIL, optional JSON.
+     without auth: pullgate, nginx-tuned, the registry alone, with each
+     target's CPU per request; then GET over one connection (added p99).
+  8  summary, the performance targets with PASS/FAIL, optional JSON.
 
 Exit status: 0 unless a correctness check failed (wrong bytes, a failed or
 short download, an error status or socket error under load, a component
