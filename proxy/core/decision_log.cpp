@@ -106,6 +106,10 @@ std::string to_json_line(const decision_record& r) {
         key(name);
         append_json_string(out, value);
     };
+    auto null = [&](std::string_view name) {
+        key(name);
+        out += "null";
+    };
     auto number = [&](std::string_view name, std::uint64_t value) {
         key(name);
         char buf[24];
@@ -119,23 +123,19 @@ std::string to_json_line(const decision_record& r) {
     text("repository", r.repository);
     text("kind", r.kind);
     text("reference", r.reference);
-    if (r.digest.empty()) {
-        key("digest");
-        out += "null";
-    } else {
+    if (r.digest.empty())
+        null("digest");
+    else
         text("digest", r.digest);
-    }
     text("decision", to_string(r.decision));
     text("reason", to_string(r.reason));
     text("rule", r.rule);
     text("credential", r.credential);
     number("status", r.status);
-    if (r.upstream_status) {
+    if (r.upstream_status)
         number("upstream_status", r.upstream_status);
-    } else {
-        key("upstream_status");
-        out += "null";
-    }
+    else
+        null("upstream_status");
     number("bytes", r.bytes);
     number("duration_ms", r.duration_ms);
     out += '}';

@@ -48,6 +48,12 @@ bool is_rate_limit_header(std::string_view name) {
 // header and a small body; a larger body's growth is given back after it.
 constexpr std::size_t idle_buffer_capacity = 16 * 1024;
 
+// Makes the socket's own reads and writes non-blocking, once (an ioctl):
+// it stays so afterwards, and Asio's asynchronous operations work either way.
+void make_non_blocking(asio::ip::tcp::socket& socket, error_code& ec) {
+    if (!socket.non_blocking()) socket.non_blocking(true, ec);
+}
+
 // Which side a raw relay is blocked on, and since when (for the watchdog).
 struct relay_clock {
     enum class side { none, upstream, client } waiting = side::none;
@@ -96,10 +102,8 @@ asio::awaitable<relay_result> relay_sized_body(upstream_connection& conn, beast:
     auto& up_socket = conn.tcp().socket();
     auto& down_socket = down.socket();
     error_code ec;
-    // Set once per socket (an ioctl each): both stay non-blocking afterwards,
-    // and Asio's own operations work either way.
-    if (!up_socket.non_blocking()) up_socket.non_blocking(true, ec);
-    if (!ec && !down_socket.non_blocking()) down_socket.non_blocking(true, ec);
+    make_non_blocking(up_socket, ec);
+    if (!ec) make_non_blocking(down_socket, ec);
     if (ec) {
         result.outcome = relay_outcome::client_closed;
         co_return result;
@@ -174,8 +178,7 @@ bool take_buffered_body(upstream_connection& conn, std::uint64_t length) {
     const auto want = static_cast<std::size_t>(length);
     if (conn.buffer.size() >= want) return conn.buffer.size() == want;
     error_code ec;
-    auto& socket = conn.tcp().socket();
-    if (!socket.non_blocking()) socket.non_blocking(true, ec);  // a plain-HTTP read must not block either
+    make_non_blocking(conn.tcp().socket(), ec);  // a plain-HTTP read must not block either
     while (!ec && conn.buffer.size() < want) {
         const auto space = conn.buffer.prepare(want - conn.buffer.size());
         const std::size_t n = conn.visit([&](auto& s) { return s.read_some(space, ec); });
@@ -351,8 +354,12 @@ asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& do
     header.body().more = !header_only;
     http::response_serializer<http::buffer_body> sr{header};
 
-    if (!header_only && !parser.chunked() && parser.content_length() && !parser.is_done() &&
-        take_buffered_body(conn, *parser.content_length()))
+    std::optional<std::uint64_t> body_size;  // nullopt: chunked or unsized
+    if (!parser.chunked() && parser.content_length()) body_size = *parser.content_length();
+    // A body of known length still to be read: the buffered or the streaming path.
+    const bool sized_body = body_size && !parser.is_done();
+
+    if (!header_only && sized_body && take_buffered_body(conn, *body_size))
         co_return co_await relay_buffered_body(up, down, header, sr, hashing, lim);
 
     down.expires_after(lim.client_idle_timeout);
@@ -367,15 +374,13 @@ asio::awaitable<relay_result> relay(upstream_response& up, beast::tcp_stream& do
         co_return result;
     }
 
-    std::optional<std::uint64_t> body_size;
-    if (!parser.chunked() && parser.content_length()) body_size = *parser.content_length();
     const auto lease = buffers.acquire(body_size, lim);
     const std::span<char> buffer = lease.bytes();
 
-    // The common case (blobs and manifests with a Content-Length): the fast path.
-    if (!parser.chunked() && parser.content_length() && !parser.is_done()) {
+    // The common case (blobs with a Content-Length): the streaming path.
+    if (sized_body) {
         relay_clock clock;
-        auto outcome = co_await (relay_sized_body(conn, down, *parser.content_length(), hashing, buffer, clock) ||
+        auto outcome = co_await (relay_sized_body(conn, down, *body_size, hashing, buffer, clock) ||
                                  watch_relay(clock, conn.tcp().socket(), down.socket(), lim));
         result = std::get<0>(std::move(outcome));
         // The raw path read exactly Content-Length bytes: the connection sits at
