@@ -121,6 +121,27 @@ def push_manifest(reg: h.Registry, repo: str, tag: str, manifest: bytes,
     return digest
 
 
+def push_image(reg: h.Registry, repo: str, tag: str, layers: list) -> tuple:
+    """An OCI image of already uploaded ``layers`` (dicts with ``digest`` and
+    ``size``): uploads its config, pushes its manifest as ``tag``. Returns
+    (manifest bytes, manifest digest, config digest)."""
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [b["digest"] for b in layers]},
+    }, separators=(",", ":")).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    upload_blob(reg, repo, config_digest, len(config), data=config)
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": h.OCI_MANIFEST,
+        "config": {"mediaType": h.OCI_CONFIG, "digest": config_digest, "size": len(config)},
+        "layers": [{"mediaType": h.OCI_LAYER_TAR, "digest": b["digest"], "size": b["size"]}
+                   for b in layers],
+    }, separators=(",", ":")).encode()
+    return manifest, push_manifest(reg, repo, tag, manifest), config_digest
+
+
 # --------------------------------------------------------------------------
 # nginx
 # --------------------------------------------------------------------------

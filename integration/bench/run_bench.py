@@ -150,38 +150,10 @@ def setup_registry(work: str) -> dict:
             f"uploaded in {time.monotonic() - t:.1f}s")
         os.unlink(path)
         blobs[label] = {"digest": digest, "size": size}
-    layers = [blobs["big"], blobs["mid"]]
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [b["digest"] for b in layers]},
-    }, separators=(",", ":")).encode()
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    bh.upload_blob(reg, REPO, config_digest, len(config), data=config)
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": h.OCI_MANIFEST,
-        "config": {"mediaType": h.OCI_CONFIG, "digest": config_digest, "size": len(config)},
-        "layers": [{"mediaType": h.OCI_LAYER_TAR, "digest": b["digest"], "size": b["size"]}
-                   for b in layers],
-    }, separators=(",", ":")).encode()
-    mdigest = bh.push_manifest(reg, REPO, TAG, manifest)
+    manifest, mdigest, _ = bh.push_image(reg, REPO, TAG, [blobs["big"], blobs["mid"]])
     log(f"manifest {REPO}:{TAG} {mdigest} ({len(manifest)} bytes)")
     # A one-layer image (the 512 MiB blob) for containerd's fetch.
-    lconfig = json.dumps({
-        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
-        "config": {}, "rootfs": {"type": "layers", "diff_ids": [blobs["big"]["digest"]]},
-    }, separators=(",", ":")).encode()
-    lconfig_digest = "sha256:" + hashlib.sha256(lconfig).hexdigest()
-    bh.upload_blob(reg, REPO, lconfig_digest, len(lconfig), data=lconfig)
-    lmanifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": h.OCI_MANIFEST,
-        "config": {"mediaType": h.OCI_CONFIG, "digest": lconfig_digest, "size": len(lconfig)},
-        "layers": [{"mediaType": h.OCI_LAYER_TAR, "digest": blobs["big"]["digest"],
-                    "size": blobs["big"]["size"]}],
-    }, separators=(",", ":")).encode()
-    lmdigest = bh.push_manifest(reg, REPO, LAYER_TAG, lmanifest)
+    _, lmdigest, lconfig_digest = bh.push_image(reg, REPO, LAYER_TAG, [blobs["big"]])
     log(f"manifest {REPO}:{LAYER_TAG} {lmdigest} (one {BIG_SIZE // MiB} MiB layer)")
     # The same storage served without auth: the manifest phase's upstream
     # (bcrypt on every request would hide the proxies' own cost).
